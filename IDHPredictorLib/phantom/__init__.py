@@ -1,0 +1,1 @@
+"""Digital phantom cohort: simulated glioma patients with structural MRI, DSC and clinical data."""

@@ -1,0 +1,142 @@
+"""Generate and write a phantom cohort: one BraTS-layout folder per patient plus clinical.csv."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..io.atomic import atomic_directory
+from .anatomy import BRATS_GRID, SMALL_GRID, deformed_anatomy
+from .dsc import DscSeries, simulate_dsc
+from .tissue import MODALITIES, patient_relaxation, synthesise_modality, tissue_fractions, with_gadolinium
+from .traits import GRADE_MIX, PatientTraits, draw_traits
+from .tumour import make_tumour
+
+CLINICAL_COLUMNS = ["case_id", "idh", "age", "sex", "grade", "diagnosis_date"]
+
+
+@dataclass(frozen=True)
+class PhantomOptions:
+    """What to simulate. ``effect`` scales every genotype difference (0 = none, 1 = literature)."""
+
+    cases: int = 20
+    seed: int = 0
+    size: str = "full"          # "full": BraTS 240x240x155 @ 1 mm; "small": same FOV @ 2.5 mm
+    effect: float = 1.0
+    mix: str = "choi"           # grade/genotype mix: "choi" (grades II-IV) or "li" (grade II only)
+    permute_labels: bool = False
+
+    def validate(self) -> None:
+        """Reject impossible options with a message that says what is allowed."""
+        if self.cases < 1:
+            raise ValueError(f"--cases must be at least 1 (got {self.cases})")
+        if self.size not in ("full", "small"):
+            raise ValueError(f"--size must be 'full' or 'small' (got {self.size!r})")
+        if self.mix not in GRADE_MIX:
+            raise ValueError(f"--mix must be one of {sorted(GRADE_MIX)} (got {self.mix!r})")
+        if self.effect < 0:
+            raise ValueError(f"--effect must be >= 0 (got {self.effect})")
+
+
+def case_id(index: int) -> str:
+    """Stable case identifier, e.g. ``PHANTOM-007``."""
+    return f"PHANTOM-{index:03d}"
+
+
+def genotypes(options: PhantomOptions) -> list[bool]:
+    """IDH-mutant flags: the mix's prevalence rounded to whole patients (at least one of each
+    class when there are two or more cases), in a seeded random order."""
+    mix = GRADE_MIX[options.mix]
+    prevalence = sum(mix["mutant"]) / (sum(mix["mutant"]) + sum(mix["wildtype"]))
+    mutants = int(round(prevalence * options.cases))
+    if options.cases >= 2:
+        mutants = min(max(mutants, 1), options.cases - 1)
+    flags = np.array([True] * mutants + [False] * (options.cases - mutants))
+    np.random.default_rng([options.seed, 0xC0]).shuffle(flags)
+    return [bool(f) for f in flags]
+
+
+def simulate_patient(options: PhantomOptions, index: int, idh_mutant: bool) -> tuple[PatientTraits, dict[str, sitk.Image], DscSeries]:
+    """One patient: traits, the four structural images and the label map, and the DSC series.
+
+    The patient's random stream is seeded by (seed, index), so a case does not change when the
+    cohort grows.
+    """
+    rng = np.random.default_rng([options.seed, index])
+    grid = BRATS_GRID if options.size == "full" else SMALL_GRID
+    traits = draw_traits(rng, idh_mutant, options.effect, options.mix)
+    anatomy = deformed_anatomy(rng, grid)
+    tumour = make_tumour(rng, anatomy, traits)
+    fractions = tissue_fractions(anatomy, tumour)
+    relaxation = patient_relaxation(rng, traits)
+    post_contrast = with_gadolinium(relaxation, rng.uniform(0.05, 0.15))
+    images = {}
+    for modality in MODALITIES:
+        values = post_contrast if modality == "t1ce" else relaxation
+        images[modality] = grid.image(synthesise_modality(rng, modality, fractions, values, tumour, traits.heterogeneity))
+    images["seg"] = grid.image(tumour.labels)
+    dsc = simulate_dsc(rng, grid, fractions, traits, tumour.centre_index)
+    return traits, images, dsc
+
+
+def _diagnosis_date(rng: np.random.Generator) -> str:
+    """Uniform over 2010-2019, so a before/after-2015 temporal split has patients on both sides."""
+    day = dt.date(2010, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3652)))
+    return day.isoformat()
+
+
+def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: DscSeries) -> None:
+    folder.mkdir(parents=True)
+    for name, image in images.items():
+        sitk.WriteImage(image, str(folder / f"{cid}_{name}.nii.gz"), useCompression=True)
+    sitk.WriteImage(dsc.image(), str(folder / f"{cid}_dsc.nii.gz"), useCompression=True)
+    aif_points = dsc.grid.physical_points(np.asarray(dsc.aif_voxels))
+    sidecar = {
+        "RepetitionTime": dsc.repetition_time_s,
+        "EchoTime": dsc.echo_time_s,
+        "NumberOfFrames": int(dsc.signal.shape[0]),
+        "BolusArrivalTime": round(dsc.bolus_arrival_s, 3),
+        "AifVoxels": [list(v) for v in dsc.aif_voxels],
+        "AifPhysicalPointsLPS": [[round(float(c), 3) for c in p] for p in aif_points],
+        "Note": "Simulated by IDHPredictor's digital phantom; AifVoxels are x, y, z indices of the true AIF.",
+    }
+    (folder / f"{cid}_dsc.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+
+
+def generate_cohort(out_dir: str | Path, options: PhantomOptions,
+                    progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the cohort to ``out_dir`` (replaced all-or-nothing) and return its path.
+
+    ``progress(done, total)`` is called after each patient.
+    """
+    options.validate()
+    out_dir = Path(out_dir)
+    flags = genotypes(options)
+    rows = []
+    with atomic_directory(out_dir) as tmp:
+        for index, idh_mutant in enumerate(flags):
+            cid = case_id(index)
+            traits, images, dsc = simulate_patient(options, index, idh_mutant)
+            _write_case(tmp / cid, cid, images, dsc)
+            clinical_rng = np.random.default_rng([options.seed, index, 0xDA7E])
+            rows.append({"case_id": cid, "idh": "mutant" if idh_mutant else "wildtype", "age": traits.age,
+                         "sex": traits.sex, "grade": traits.grade, "diagnosis_date": _diagnosis_date(clinical_rng),
+                         **traits.as_columns()})
+            if progress is not None:
+                progress(index + 1, len(flags))
+        if options.permute_labels:
+            shuffled = np.random.default_rng([options.seed, 0x5EED]).permutation([r["idh"] for r in rows])
+            for row, label in zip(rows, shuffled):
+                row["idh"] = str(label)
+        with open(tmp / "clinical.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return out_dir
