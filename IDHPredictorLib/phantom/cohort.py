@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from ..io.atomic import atomic_directory
 from .anatomy import BRATS_GRID, SMALL_GRID, deformed_anatomy
-from .dsc import DscSeries, simulate_dsc
+from .dsc import SimulatedDsc, simulate_dsc
 from .tissue import MODALITIES, patient_relaxation, synthesise_modality, tissue_fractions, with_gadolinium
 from .traits import GRADE_MIX, PatientTraits, draw_traits
 from .tumour import make_tumour
@@ -63,7 +63,7 @@ def genotypes(options: PhantomOptions) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def simulate_patient(options: PhantomOptions, index: int, idh_mutant: bool) -> tuple[PatientTraits, dict[str, sitk.Image], DscSeries]:
+def simulate_patient(options: PhantomOptions, index: int, idh_mutant: bool) -> tuple[PatientTraits, dict[str, sitk.Image], SimulatedDsc]:
     """One patient: traits, the four structural images and the label map, and the DSC series.
 
     The patient's random stream is seeded by (seed, index), so a case does not change when the
@@ -92,7 +92,7 @@ def _diagnosis_date(rng: np.random.Generator) -> str:
     return day.isoformat()
 
 
-def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: DscSeries) -> None:
+def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: SimulatedDsc) -> None:
     folder.mkdir(parents=True)
     for name, image in images.items():
         sitk.WriteImage(image, str(folder / f"{cid}_{name}.nii.gz"), useCompression=True)

@@ -30,7 +30,7 @@ NORMAL_KINETICS = {"wm": (CBV_WM, 4.0, 1.0), "gm": (0.045, 3.5, 1.12), "csf": (0
 
 
 @dataclass
-class DscSeries:
+class SimulatedDsc:
     """4-D series (t, z, y, x) int16 on ``grid``, its timing and the simulator's truth."""
 
     signal: np.ndarray
@@ -93,7 +93,7 @@ def tissue_delta_r2(c_a: np.ndarray, dt: float, cbv: float, mtt: float) -> np.nd
 
 
 def simulate_dsc(rng: np.random.Generator, structural: Grid, fractions: dict[str, np.ndarray],
-                 traits: PatientTraits, tumour_centre_index: tuple[int, int, int]) -> DscSeries:
+                 traits: PatientTraits, tumour_centre_index: tuple[int, int, int]) -> SimulatedDsc:
     """Simulate one patient's DSC series from structural-space tissue fractions."""
     grid = dsc_grid(structural, rng)
     frames = int(rng.integers(55, 66))
@@ -133,7 +133,7 @@ def simulate_dsc(rng: np.random.Generator, structural: Grid, fractions: dict[str
     imaginary = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
     magnitude = np.hypot(real, imaginary) * scale
     series = np.clip(np.rint(magnitude), 0, 32767).astype(np.int16).T.reshape((frames, *grid.shape))
-    return DscSeries(series, grid, tr, te, arrival, aif_voxels)
+    return SimulatedDsc(series, grid, tr, te, arrival, aif_voxels)
 
 
 def _aif_voxels(grid: Grid, dsc_fractions: np.ndarray, tumour_centre_index: tuple[int, int, int],

@@ -1,0 +1,116 @@
+"""``idh-predictor`` command line. Bad input ends with one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import __version__
+from .errors import InputError
+
+
+def _phantom(args: argparse.Namespace) -> None:
+    from .phantom.cohort import PhantomOptions, case_id, generate_cohort
+    from .phantom.preview import find_real_case, write_preview
+
+    options = PhantomOptions(cases=args.cases, seed=args.seed, size=args.size, effect=args.effect, mix=args.mix,
+                             permute_labels=args.permute_labels)
+    try:
+        options.validate()
+    except ValueError as error:
+        raise SystemExit(f"idh-predictor phantom: {error}") from None
+    start = time.perf_counter()
+    with tqdm(total=options.cases, desc="phantom patients", unit="case") as bar:
+        generate_cohort(args.out, options, progress=lambda done, total: bar.update(1))
+    print(f"wrote {options.cases} cases to {args.out} in {time.perf_counter() - start:.1f} s")
+    if args.preview:
+        real = find_real_case()
+        png = write_preview(Path(args.out) / case_id(0), Path(args.out) / "preview.png", real)
+        print(f"preview: {png}" + ("" if real else " (no real case found to show beside it)"))
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from .io.case import read_case
+    from .io.cohort import read_cohort
+
+    path = Path(args.path)
+    if (path / "clinical.csv").exists():
+        cases = read_cohort(path)
+        for entry in tqdm(cases, desc="reading cases", unit="case"):
+            read_case(entry.folder)
+        mutants = sum(c.idh_mutant for c in cases)
+        print(f"{path}: cohort of {len(cases)} cases ({mutants} IDH-mutant, {len(cases) - mutants} wildtype), all valid")
+    else:
+        case = read_case(path, modalities=tuple(args.modalities))
+        dsc = "none" if case.dsc is None else f"{case.dsc.image.GetSize()[3]} frames, TR {case.dsc.repetition_time_s:g} s"
+        print(f"{case.case_id}: {', '.join(case.images)} on {case.reference.GetSize()} grid; "
+              f"labels {'yes' if case.labels is not None else 'none'}; DSC {dsc}")
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from .io.case import read_case
+    from .io.images import write_image
+    from .preprocessing import preprocess
+
+    case = read_case(args.case_dir, modalities=tuple(args.modalities), dsc=False)
+    reference = "t1ce" if "t1ce" in case.images else next(iter(case.images))
+    out = preprocess(case.images, reference, bias_correction=args.n4, register=args.register)
+    for name, image in tqdm(out.items(), desc="writing", unit="image"):
+        write_image(image, Path(args.out) / f"{case.case_id}_{name}.nii.gz")
+    print(f"wrote {len(out)} z-scored images to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser with one sub-command per pipeline stage."""
+    parser = argparse.ArgumentParser(prog="idh-predictor", description="IDH mutation prediction for gliomas (research use).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    phantom = commands.add_parser("phantom", help="generate a simulated glioma cohort")
+    phantom.add_argument("--out", required=True, help="output cohort folder (replaced when complete)")
+    phantom.add_argument("--cases", type=int, default=20)
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--size", choices=("full", "small"), default="full",
+                         help="full: BraTS 240x240x155 at 1 mm; small: same field of view at 2.5 mm")
+    phantom.add_argument("--effect", type=float, default=1.0, help="genotype effect size (0 none, 1 literature)")
+    phantom.add_argument("--mix", choices=("choi", "li"), default="choi",
+                         help="grade/genotype mix: choi (grades II-IV), li (grade II, 74%% mutant)")
+    phantom.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels (leakage check)")
+    phantom.add_argument("--preview", action="store_true", help="write preview.png beside a real case if available")
+    phantom.set_defaults(run=_phantom)
+
+    validate = commands.add_parser("validate", help="read and check a case folder or a cohort")
+    validate.add_argument("path")
+    validate.add_argument("--modalities", nargs="+", default=["t1", "t1ce", "t2", "flair"])
+    validate.set_defaults(run=_validate)
+
+    prep = commands.add_parser("preprocess", help="N4, rigid registration, resampling and z-scoring of a case")
+    prep.add_argument("case_dir")
+    prep.add_argument("--out", required=True)
+    prep.add_argument("--modalities", nargs="+", default=["t1", "t1ce", "t2", "flair"])
+    prep.add_argument("--n4", action="store_true", help="N4 bias-field correction")
+    prep.add_argument("--register", action="store_true", help="rigid Mattes-MI registration to T1c")
+    prep.set_defaults(run=_preprocess)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``idh-predictor`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        args.run(args)
+    except InputError as error:
+        print(f"idh-predictor: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

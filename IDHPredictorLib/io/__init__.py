@@ -1,0 +1,1 @@
+"""Reading and validating cases, DSC series and cohorts; all-or-nothing writing."""

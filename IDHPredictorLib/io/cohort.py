@@ -1,0 +1,92 @@
+"""Read a cohort: case folders plus ``clinical.csv``, validated and joined by case id."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .case import find_case_files
+
+REQUIRED_COLUMNS = ("case_id", "idh", "age", "sex", "grade", "diagnosis_date")
+IDH_VALUES = {"mutant": True, "wildtype": False}
+
+
+@dataclass(frozen=True)
+class CohortCase:
+    """A case folder joined to its clinical row (all columns kept, typed where known)."""
+
+    case_id: str
+    folder: Path
+    idh_mutant: bool
+    age: float
+    diagnosis_date: dt.date
+    clinical: dict[str, str]
+
+
+def read_clinical(path: str | Path) -> dict[str, dict[str, str]]:
+    """Rows of ``clinical.csv`` by case id, after checking columns, ids, IDH values, ages and dates."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "clinical.csv not found",
+                         f"Add a CSV with columns {', '.join(REQUIRED_COLUMNS)} beside the case folders")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(path, f"missing column(s) {', '.join(missing)}",
+                             f"The header must include {', '.join(REQUIRED_COLUMNS)} (extra columns are kept)")
+        rows: dict[str, dict[str, str]] = {}
+        for line, row in enumerate(reader, start=2):
+            case_id = (row["case_id"] or "").strip()
+            if not case_id:
+                raise InputError(path, f"line {line}: empty case_id", "Fill in the case id or delete the line")
+            if case_id in rows:
+                raise InputError(path, f"line {line}: duplicate case_id {case_id!r}", "Give each patient one row")
+            _check_row(path, line, row)
+            rows[case_id] = {k: (v or "").strip() for k, v in row.items()}
+    if not rows:
+        raise InputError(path, "has a header but no patients", "Add one row per case")
+    return rows
+
+
+def _check_row(path: Path, line: int, row: dict[str, str]) -> None:
+    idh = (row["idh"] or "").strip().lower()
+    if idh not in IDH_VALUES:
+        raise InputError(path, f"line {line}: unknown IDH value {row['idh']!r}",
+                         "Use 'mutant' or 'wildtype' (leave unknown-status patients out of the cohort)")
+    try:
+        float(row["age"])
+    except (TypeError, ValueError):
+        raise InputError(path, f"line {line}: age {row['age']!r} is not a number", "Give age in years") from None
+    try:
+        dt.date.fromisoformat((row["diagnosis_date"] or "").strip())
+    except ValueError:
+        raise InputError(path, f"line {line}: diagnosis_date {row['diagnosis_date']!r} is not a date",
+                         "Use ISO dates, YYYY-MM-DD") from None
+
+
+def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
+    """Join every case folder of ``cohort_dir`` to its clinical row; mismatches are errors."""
+    cohort_dir = Path(cohort_dir)
+    if not cohort_dir.is_dir():
+        raise InputError(cohort_dir, "cohort folder not found", "Give the folder that holds clinical.csv and the cases")
+    rows = read_clinical(cohort_dir / "clinical.csv")
+    folders = {}
+    for entry in sorted(p for p in cohort_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        case_id, _ = find_case_files(entry)
+        if case_id in folders:
+            raise InputError(entry, f"case id {case_id!r} also used by {folders[case_id].name}", "Give each case one folder")
+        folders[case_id] = entry
+    no_row = sorted(set(folders) - set(rows))
+    if no_row:
+        raise InputError(cohort_dir / "clinical.csv", f"no row for case(s) {', '.join(no_row[:5])}",
+                         "Add their clinical rows, or move those folders out of the cohort")
+    no_folder = sorted(set(rows) - set(folders))
+    if no_folder:
+        raise InputError(cohort_dir, f"no folder for case(s) {', '.join(no_folder[:5])} listed in clinical.csv",
+                         "Add the case folders, or delete their rows")
+    return [CohortCase(cid, folders[cid], IDH_VALUES[rows[cid]["idh"].lower()], float(rows[cid]["age"]),
+                       dt.date.fromisoformat(rows[cid]["diagnosis_date"]), rows[cid]) for cid in sorted(rows)]

@@ -1,0 +1,154 @@
+"""Read a 4-D DSC perfusion series with its timing (TR, TE) and check its time axis."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from .images import check_image, has_image_suffix
+
+log = logging.getLogger(__name__)
+MIN_FRAMES = 20  # fewer frames cannot hold a baseline, a bolus and a recovery
+TEMPORAL_POSITION, ACQUISITION_TIME = "0020|0100", "0008|0032"
+REPETITION_TIME, ECHO_TIME, IMAGE_POSITION = "0018|0080", "0018|0081", "0020|0032"
+
+
+@dataclass
+class DscSeries:
+    """A DSC series: 4-D image (x, y, z, t), TR and TE in seconds (TE may be unknown)."""
+
+    image: sitk.Image
+    repetition_time_s: float
+    echo_time_s: float | None
+    source: Path
+
+    @property
+    def frames(self) -> np.ndarray:
+        """Signal as a (t, z, y, x) array."""
+        return sitk.GetArrayFromImage(self.image)
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """Acquisition time of each frame from the first, in seconds."""
+        return np.arange(self.image.GetSize()[3]) * self.repetition_time_s
+
+    def frame_geometry(self) -> sitk.Image:
+        """The first frame as a 3-D image: the DSC space that masks are resampled into."""
+        size = list(self.image.GetSize())
+        return sitk.Extract(self.image, [*size[:3], 0], [0, 0, 0, 0])
+
+
+def sidecar_path(path: Path) -> Path:
+    """``<id>_dsc.nii.gz`` -> ``<id>_dsc.json`` (BIDS-style sidecar)."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    return path.with_name(name + ".json")
+
+
+def _read_sidecar(path: Path) -> dict:
+    sidecar = sidecar_path(path)
+    if not sidecar.exists():
+        return {}
+    try:
+        return json.loads(sidecar.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(sidecar, f"is not valid JSON ({error.msg}, line {error.lineno})", "Fix or delete the sidecar") from error
+
+
+def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
+                    echo_time_s: float | None = None) -> DscSeries:
+    """Read a 4-D NIfTI/NRRD/MHA file (time last, or time as vector components) or a DICOM folder.
+
+    TR and TE come from the arguments, else the sidecar JSON (BIDS keys ``RepetitionTime``,
+    ``EchoTime``, in seconds), else the DICOM header, else (TR only) the 4th voxel spacing.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "DSC series not found", "Check the path; the DSC file is named <id>_dsc")
+    header_tr = header_te = None
+    if path.is_dir():
+        image, header_tr, header_te = _read_dicom_4d(path)
+    elif has_image_suffix(path):
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as error:
+            raise InputError(path, "cannot be read as an image", "Use 4-D NIfTI, NRRD or MHA, or a DICOM folder") from error
+        if image.GetDimension() == 3 and image.GetNumberOfComponentsPerPixel() > 1:
+            image = _components_to_time(image)  # e.g. Slicer's multivolume NRRD: one component per frame
+    else:
+        raise InputError(path, "unknown DSC file type", f"Use one of .nii.gz, .nrrd, .mha or a DICOM folder")
+    check_image(image, path, 4)
+    sidecar = {} if path.is_dir() else _read_sidecar(path)
+    tr = repetition_time_s or sidecar.get("RepetitionTime") or header_tr
+    if tr is None:
+        tr = image.GetSpacing()[3]
+        log.warning("%s: no TR given and no sidecar JSON; using the 4th voxel spacing, %.3f s", path, tr)
+    te = echo_time_s or sidecar.get("EchoTime") or header_te
+    _check_timing(path, float(tr), None if te is None else float(te), image.GetSize()[3])
+    return DscSeries(image, float(tr), None if te is None else float(te), path)
+
+
+def _check_timing(path: Path, tr: float, te: float | None, frames: int) -> None:
+    if frames < MIN_FRAMES:
+        raise InputError(path, f"has only {frames} time frames", f"A DSC series needs at least {MIN_FRAMES}; check that "
+                         "the whole dynamic acquisition was exported")
+    if not 0.1 <= tr <= 10.0:
+        raise InputError(path, f"TR of {tr} s is implausible for DSC", "Give TR in seconds (e.g. 1.5) in the sidecar "
+                         "JSON 'RepetitionTime' or with --tr")
+    if te is not None and not 0.005 <= te <= 0.2:
+        raise InputError(path, f"TE of {te} s is implausible for DSC", "Give TE in seconds (e.g. 0.03) in the sidecar "
+                         "JSON 'EchoTime' or with --te")
+
+
+def _components_to_time(image: sitk.Image) -> sitk.Image:
+    frames = [sitk.VectorIndexSelectionCast(image, i) for i in range(image.GetNumberOfComponentsPerPixel())]
+    return sitk.JoinSeries(frames)
+
+
+def _read_dicom_4d(folder: Path) -> tuple[sitk.Image, float | None, float | None]:
+    """Group a DICOM folder's slices by temporal position, sort each group in space, stack in time."""
+    files = [str(p) for p in sorted(folder.iterdir()) if p.is_file()]
+    groups: dict[float, list[tuple[float, str]]] = {}
+    reader = sitk.ImageFileReader()
+    tr = te = None
+    for name in files:
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            continue  # not a DICOM image (e.g. DICOMDIR or a text file)
+        keys = set(reader.GetMetaDataKeys())
+        if TEMPORAL_POSITION in keys:
+            when = float(reader.GetMetaData(TEMPORAL_POSITION))
+        elif ACQUISITION_TIME in keys:
+            when = float(reader.GetMetaData(ACQUISITION_TIME))
+        else:
+            raise InputError(name, "DICOM slice has neither TemporalPositionIdentifier nor AcquisitionTime",
+                             "Export the DSC series with its temporal tags, or as a 4-D NIfTI")
+        position = [float(v) for v in reader.GetMetaData(IMAGE_POSITION).split("\\")]
+        direction = np.asarray(reader.GetDirection()).reshape(3, 3)
+        groups.setdefault(when, []).append((float(np.dot(direction[:, 2], position)), name))
+        if REPETITION_TIME in keys and tr is None:
+            tr = float(reader.GetMetaData(REPETITION_TIME)) / 1000.0
+        if ECHO_TIME in keys and te is None:
+            te = float(reader.GetMetaData(ECHO_TIME)) / 1000.0
+    if not groups:
+        raise InputError(folder, "holds no DICOM images", "Point to the folder of the DSC series' DICOM files")
+    counts = {len(g) for g in groups.values()}
+    if len(counts) != 1:
+        raise InputError(folder, f"time points have different slice counts {sorted(counts)}",
+                         "The export is incomplete; re-export the whole DSC series")
+    series_reader = sitk.ImageSeriesReader()
+    volumes = []
+    for when in sorted(groups):
+        series_reader.SetFileNames([name for _, name in sorted(groups[when])])
+        volumes.append(series_reader.Execute())
+    return sitk.JoinSeries(volumes, 0.0, tr or 1.0), tr, te

@@ -1,0 +1,83 @@
+"""Read medical images in any format the project accepts, and check them.
+
+NIfTI, NRRD and MetaImage files go through SimpleITK; a folder is read as a DICOM series
+(GDCM sorts the slices). Reading never returns an image with NaNs or of the wrong
+dimension: it raises ``InputError`` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from .atomic import atomic_path
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def has_image_suffix(path: Path) -> bool:
+    """True if ``path`` names a file format we read (DICOM folders are checked separately)."""
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
+    """Read a file or DICOM series folder and check it has ``dimension`` axes and no NaNs."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file or folder not found", "Check the path and the case folder's naming")
+    try:
+        image = read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+        raise InputError(path, f"cannot be read as an image ({first_line})",
+                         f"Use NIfTI, NRRD, MHA or a DICOM series folder ({', '.join(IMAGE_SUFFIXES)})") from error
+    check_image(image, path, dimension)
+    return image
+
+
+def check_image(image: sitk.Image, path: str | Path | None, dimension: int) -> None:
+    """Raise ``InputError`` if the image has the wrong dimension, is empty or holds NaNs."""
+    if image.GetDimension() != dimension:
+        raise InputError(path, f"has {image.GetDimension()} dimensions, expected {dimension}",
+                         "Give a 3-D volume for structural images and label maps, a 4-D series (time last) for DSC")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(path, f"has {image.GetNumberOfComponentsPerPixel()} components per voxel, expected 1",
+                         "Save a scalar (grey-level) image")
+    if min(image.GetSize()) < 2 and dimension == 3:
+        raise InputError(path, f"has size {image.GetSize()}, too small to be a volume", "Check the export")
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise InputError(path, f"contains {bad} NaN or infinite voxels",
+                         "Re-export the image, or replace non-finite voxels (e.g. with 0) before loading")
+
+
+def read_dicom_series(folder: Path) -> sitk.Image:
+    """Read the one DICOM series in ``folder`` as a 3-D volume."""
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise InputError(folder, "holds no DICOM series", "Point to a folder of DICOM slices, or to an image file")
+    if len(series_ids) > 1:
+        raise InputError(folder, f"holds {len(series_ids)} DICOM series", "Put each series in its own folder")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    return reader.Execute()
+
+
+def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
+    """Write an image all-or-nothing (temporary file, then rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+    return path
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:
+    """True if two images share size, spacing, origin and direction (within ``tolerance``)."""
+    return (a.GetSize() == b.GetSize()
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))

@@ -1,0 +1,94 @@
+"""Structural preprocessing with SimpleITK: N4 bias correction, rigid registration, resampling,
+brain-mask z-scoring. Each step takes and returns SimpleITK images so geometry is never lost."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+
+def brain_mask(image: sitk.Image) -> sitk.Image:
+    """Brain mask of a skull-stripped image: non-zero voxels, holes filled (UInt8)."""
+    mask = sitk.Cast(sitk.NotEqual(image, 0), sitk.sitkUInt8)
+    return sitk.BinaryFillhole(mask)
+
+
+def n4_bias_correction(image: sitk.Image, mask: sitk.Image | None = None, shrink: int = 4,
+                       iterations: tuple[int, ...] = (50, 50, 30)) -> sitk.Image:
+    """N4 (Tustison et al., IEEE TMI 2010) fitted on a ``shrink``-times smaller copy for speed,
+    then the bias field is evaluated at full resolution and divided out."""
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    mask = brain_mask(image) if mask is None else mask
+    small = sitk.Shrink(image, [shrink] * image.GetDimension())
+    small_mask = sitk.Shrink(mask, [shrink] * image.GetDimension())
+    corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    corrector.SetMaximumNumberOfIterations(list(iterations))
+    corrector.Execute(small, small_mask)
+    log_bias = corrector.GetLogBiasFieldAsImage(image)
+    corrected = sitk.Divide(image, sitk.Exp(log_bias))
+    return sitk.Mask(corrected, mask)
+
+
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, sampling: float = 0.05, seed: int = 0) -> sitk.Transform:
+    """Rigid (6-parameter) transform taking ``fixed`` points into ``moving`` space.
+
+    Mattes mutual information (works across contrasts), centred-geometry initialisation,
+    three-level pyramid, regular step gradient descent; a fixed sampling seed makes it
+    repeatable. Resample ``moving`` with the result to bring it onto ``fixed``.
+    """
+    fixed32, moving32 = sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32)
+    initial = sitk.CenteredTransformInitializer(fixed32, moving32, sitk.Euler3DTransform(),
+                                                sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(sampling, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=200,
+                                                    relaxationFactor=0.5)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(initial, inPlace=False)
+    return method.Execute(fixed32, moving32)
+
+
+def resample_to(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform | None = None,
+                labels: bool = False) -> sitk.Image:
+    """Resample onto ``reference``'s grid: linear for intensities, nearest neighbour for labels."""
+    interpolator = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
+    return sitk.Resample(image, reference, transform or sitk.Transform(), interpolator, 0.0, image.GetPixelID())
+
+
+def zscore(image: sitk.Image, mask: sitk.Image | None = None) -> sitk.Image:
+    """Float32 image with zero mean and unit sd inside ``mask`` (default: non-zero voxels), 0 outside."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    inside = sitk.GetArrayFromImage(brain_mask(image) if mask is None else mask).astype(bool)
+    if inside.sum() < 2:
+        raise InputError(None, "brain mask is empty, cannot z-score", "Check that the image is skull-stripped and not blank")
+    values = array[inside]
+    sd = values.std()
+    if sd == 0:
+        raise InputError(None, "image is constant inside the brain mask", "Check the image export")
+    out = np.where(inside, (array - values.mean()) / sd, 0.0).astype(np.float32)
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(image)
+    return result
+
+
+def preprocess(images: dict[str, sitk.Image], reference: str, bias_correction: bool = False,
+               register: bool = False) -> dict[str, sitk.Image]:
+    """Bring all modalities onto ``images[reference]``: optional N4, optional rigid registration,
+    resampling, then brain-mask z-scoring (the mask is the reference's)."""
+    fixed = images[reference]
+    mask = brain_mask(fixed)
+    out = {}
+    for name, image in images.items():
+        if bias_correction:
+            image = n4_bias_correction(image)
+        transform = register_rigid(fixed, image) if register and name != reference else None
+        out[name] = zscore(resample_to(sitk.Cast(image, sitk.sitkFloat32), fixed, transform), mask)
+    return out
