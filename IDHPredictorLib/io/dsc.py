@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .images import check_image, has_image_suffix
+from .images import check_image, check_nifti_nans, has_image_suffix
 
 log = logging.getLogger(__name__)
 MIN_FRAMES = 20  # fewer frames cannot hold a baseline, a bolus and a recovery
@@ -86,6 +86,7 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
     else:
         raise InputError(path, "unknown DSC file type", f"Use one of .nii.gz, .nrrd, .mha or a DICOM folder")
     check_image(image, path, 4)
+    check_nifti_nans(image, path)
     sidecar = {} if path.is_dir() else _read_sidecar(path)
     tr = repetition_time_s or sidecar.get("RepetitionTime") or header_tr
     if tr is None:

@@ -35,7 +35,20 @@ def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
         raise InputError(path, f"cannot be read as an image ({first_line})",
                          f"Use NIfTI, NRRD, MHA or a DICOM series folder ({', '.join(IMAGE_SUFFIXES)})") from error
     check_image(image, path, dimension)
+    check_nifti_nans(image, path)
     return image
+
+
+def check_nifti_nans(image: sitk.Image, path: Path) -> None:
+    """ITK's NIfTI reader turns NaN voxels into 0, hiding a broken export; nibabel reads the raw
+    values, so float NIfTI files are checked with it (integer files cannot hold NaN)."""
+    if path.is_dir() or not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return
+    import nibabel
+
+    _raise_if_not_finite(np.asanyarray(nibabel.load(str(path)).dataobj), path)
 
 
 def check_image(image: sitk.Image, path: str | Path | None, dimension: int) -> None:
@@ -49,8 +62,13 @@ def check_image(image: sitk.Image, path: str | Path | None, dimension: int) -> N
     if min(image.GetSize()) < 2 and dimension == 3:
         raise InputError(path, f"has size {image.GetSize()}, too small to be a volume", "Check the export")
     array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
+    if np.issubdtype(array.dtype, np.floating):
+        _raise_if_not_finite(array, path)
+
+
+def _raise_if_not_finite(array: np.ndarray, path: str | Path | None) -> None:
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
         raise InputError(path, f"contains {bad} NaN or infinite voxels",
                          "Re-export the image, or replace non-finite voxels (e.g. with 0) before loading")
 

@@ -63,27 +63,42 @@ def genotypes(options: PhantomOptions) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def simulate_patient(options: PhantomOptions, index: int, idh_mutant: bool) -> tuple[PatientTraits, dict[str, sitk.Image], SimulatedDsc]:
-    """One patient: traits, the four structural images and the label map, and the DSC series.
+def clinical_table(options: PhantomOptions) -> list[tuple[PatientTraits, dict[str, object]]]:
+    """Every patient's traits and clinical.csv row, without images (cheap: no volumes are built).
 
-    The patient's random stream is seeded by (seed, index), so a case does not change when the
-    cohort grows.
+    Traits come from the patient's own stream (seed, index, 1), so a case does not change when
+    the cohort grows; ``permute_labels`` then shuffles the idh column only.
     """
-    rng = np.random.default_rng([options.seed, index])
+    table = []
+    for index, idh_mutant in enumerate(genotypes(options)):
+        rng = np.random.default_rng([options.seed, index, 1])
+        traits = draw_traits(rng, idh_mutant, options.effect, options.mix)
+        row = {"case_id": case_id(index), "idh": "mutant" if idh_mutant else "wildtype", "age": traits.age,
+               "sex": traits.sex, "grade": traits.grade, "diagnosis_date": _diagnosis_date(rng), **traits.as_columns()}
+        table.append((traits, row))
+    if options.permute_labels:
+        shuffled = np.random.default_rng([options.seed, 0x5EED]).permutation([row["idh"] for _, row in table])
+        for (_, row), label in zip(table, shuffled):
+            row["idh"] = str(label)
+    return table
+
+
+def simulate_patient(options: PhantomOptions, index: int, traits: PatientTraits) -> tuple[dict[str, sitk.Image], SimulatedDsc]:
+    """One patient's four structural images, label map and DSC series (stream (seed, index, 2))."""
+    rng = np.random.default_rng([options.seed, index, 2])
     grid = BRATS_GRID if options.size == "full" else SMALL_GRID
-    traits = draw_traits(rng, idh_mutant, options.effect, options.mix)
     anatomy = deformed_anatomy(rng, grid)
     tumour = make_tumour(rng, anatomy, traits)
     fractions = tissue_fractions(anatomy, tumour)
     relaxation = patient_relaxation(rng, traits)
-    post_contrast = with_gadolinium(relaxation, rng.uniform(0.05, 0.15))
+    post_contrast = with_gadolinium(relaxation, rng.uniform(0.08, 0.18))
     images = {}
     for modality in MODALITIES:
         values = post_contrast if modality == "t1ce" else relaxation
         images[modality] = grid.image(synthesise_modality(rng, modality, fractions, values, tumour, traits.heterogeneity))
     images["seg"] = grid.image(tumour.labels)
     dsc = simulate_dsc(rng, grid, fractions, traits, tumour.centre_index)
-    return traits, images, dsc
+    return images, dsc
 
 
 def _diagnosis_date(rng: np.random.Generator) -> str:
@@ -117,26 +132,15 @@ def generate_cohort(out_dir: str | Path, options: PhantomOptions,
     ``progress(done, total)`` is called after each patient.
     """
     options.validate()
-    out_dir = Path(out_dir)
-    flags = genotypes(options)
-    rows = []
+    table = clinical_table(options)
     with atomic_directory(out_dir) as tmp:
-        for index, idh_mutant in enumerate(flags):
-            cid = case_id(index)
-            traits, images, dsc = simulate_patient(options, index, idh_mutant)
-            _write_case(tmp / cid, cid, images, dsc)
-            clinical_rng = np.random.default_rng([options.seed, index, 0xDA7E])
-            rows.append({"case_id": cid, "idh": "mutant" if idh_mutant else "wildtype", "age": traits.age,
-                         "sex": traits.sex, "grade": traits.grade, "diagnosis_date": _diagnosis_date(clinical_rng),
-                         **traits.as_columns()})
+        for index, (traits, row) in enumerate(table):
+            images, dsc = simulate_patient(options, index, traits)
+            _write_case(tmp / str(row["case_id"]), str(row["case_id"]), images, dsc)
             if progress is not None:
-                progress(index + 1, len(flags))
-        if options.permute_labels:
-            shuffled = np.random.default_rng([options.seed, 0x5EED]).permutation([r["idh"] for r in rows])
-            for row, label in zip(rows, shuffled):
-                row["idh"] = str(label)
+                progress(index + 1, len(table))
         with open(tmp / "clinical.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(handle, fieldnames=list(table[0][1]))
             writer.writeheader()
-            writer.writerows(rows)
-    return out_dir
+            writer.writerows(row for _, row in table)
+    return Path(out_dir)

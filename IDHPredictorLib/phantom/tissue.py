@@ -10,7 +10,7 @@ Relaxation times at 3 T (ms) and relative proton density:
   glioma at 3 T (e.g. Blystad et al., PLoS One 2017), then tuned within that range so that the
   contrast profile (``realism.contrast_profile``) matches the two real TCGA-LGG cases.
 * gadolinium: 1/T1 += r1 * C with gadobutrol r1 = 5.0 L/mmol/s at 3 T (Rohrer et al., Invest
-  Radiol 2005;40:715), tissue concentration ~0.05-0.15 mmol/L in enhancing tumour.
+  Radiol 2005;40:715), tissue concentration ~0.08-0.18 mmol/L in enhancing tumour.
 
 Sequences (DESIGN.md): FLAIR TR 9000 / TE 99 / TI 2501 ms; T1c MPRAGE TR 1900 / TE 2.93 /
 TI 900 ms, flip 9 degrees, modelled with the inversion-recovery magnitude equation, and the

@@ -1,0 +1,31 @@
+"""Shared fixtures: small phantom cohorts generated once per test session (fixed seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from IDHPredictorLib.phantom.cohort import PhantomOptions, generate_cohort
+
+REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six small (2.5 mm) phantom patients, seed 11."""
+    return generate_cohort(tmp_path_factory.mktemp("cohort") / "small", PhantomOptions(cases=6, seed=11, size="small"))
+
+
+@pytest.fixture(scope="session")
+def full_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three full-size (BraTS 1 mm) phantom patients, seed 21: for realism checks."""
+    return generate_cohort(tmp_path_factory.mktemp("cohort") / "full", PhantomOptions(cases=3, seed=21, size="full"))
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """The two real TCGA-LGG cases beside the checkout; skip when they are not there."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real cases not found at {REALDATA} (they live in ../shared/realdata, never in the repository)")
+    return REALDATA

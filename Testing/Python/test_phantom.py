@@ -1,0 +1,135 @@
+"""The digital phantom: reproducible, anatomically sane, genotype-linked, DSC physics, realistic."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+
+from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table, generate_cohort
+from IDHPredictorLib.phantom.realism import contrast_profile
+
+
+def _read(folder: Path, name: str) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{folder.name}_{name}.nii.gz")))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _clinical(root: Path) -> list[dict[str, str]]:
+    with open(root / "clinical.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_same_seed_same_bytes_different_seed_different_data(tmp_path: Path) -> None:
+    first = _files(generate_cohort(tmp_path / "a", PhantomOptions(cases=2, seed=5, size="small")))
+    again = _files(generate_cohort(tmp_path / "b", PhantomOptions(cases=2, seed=5, size="small")))
+    other = _files(generate_cohort(tmp_path / "c", PhantomOptions(cases=2, seed=6, size="small")))
+    assert first == again
+    assert first.keys() == other.keys()
+    assert all(first[name] != other[name] for name in first if name.endswith(".nii.gz"))
+
+
+def test_each_case_has_the_brats_files_and_grid(small_cohort: Path) -> None:
+    for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+        names = {p.name for p in case.iterdir()}
+        assert names == {f"{case.name}_{s}" for s in ("t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz", "flair.nii.gz",
+                                                        "seg.nii.gz", "dsc.nii.gz", "dsc.json")}
+        t1 = sitk.ReadImage(str(case / f"{case.name}_t1.nii.gz"))
+        assert t1.GetSize() == (96, 96, 62) and t1.GetSpacing() == (2.5, 2.5, 2.5)
+
+
+def test_labels_are_nested_inside_the_brain_with_oedema_around_the_core(small_cohort: Path) -> None:
+    for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+        labels = _read(case, "seg")
+        brain = _read(case, "t1") > 0
+        assert set(np.unique(labels)) <= {0, 1, 2, 4}
+        whole, core = labels > 0, np.isin(labels, (1, 4))
+        assert core.sum() > 0 and (whole & ~core).sum() > 0
+        assert not (whole & ~brain).any(), f"{case.name}: tumour outside the brain"
+        shell = ndimage.binary_dilation(core) & ~core  # voxels just outside the core
+        around = labels[shell & brain]
+        assert (around == 2).mean() > 0.9, f"{case.name}: core not surrounded by oedema"
+
+
+def test_genotype_effect_exists_and_overlaps() -> None:
+    table = clinical_table(PhantomOptions(cases=400, seed=3, size="small"))
+    mutant = np.array([row["idh"] == "mutant" for _, row in table])
+    for column in ("rcbv_true", "age"):
+        values = np.array([row[column] for _, row in table], float)
+        assert values[mutant].mean() < values[~mutant].mean() - 0.3 * values.std(), column
+        assert values[mutant].max() > values[~mutant].min(), f"{column}: groups do not overlap"
+        assert 0.6 < roc_auc_score(~mutant, values) < 0.95, column  # separable, not a switch
+    enhancing = np.array([row["enhancing"] for _, row in table])
+    assert enhancing[~mutant].mean() > enhancing[mutant].mean() + 0.3
+
+
+def test_effect_zero_removes_the_genotype_link() -> None:
+    table = clinical_table(PhantomOptions(cases=400, seed=3, size="small", effect=0.0))
+    mutant = np.array([row["idh"] == "mutant" for _, row in table])
+    rcbv = np.array([row["rcbv_true"] for _, row in table])
+    assert abs(roc_auc_score(~mutant, rcbv) - 0.5) < 0.1
+
+
+def test_permute_labels_breaks_the_link_and_keeps_the_images(tmp_path: Path) -> None:
+    table = clinical_table(PhantomOptions(cases=400, seed=3, size="small", permute_labels=True))
+    mutant = np.array([row["idh"] == "mutant" for _, row in table])
+    rcbv = np.array([row["rcbv_true"] for _, row in table])
+    assert abs(roc_auc_score(~mutant, rcbv) - 0.5) < 0.1
+    plain = generate_cohort(tmp_path / "plain", PhantomOptions(cases=4, seed=9, size="small"))
+    permuted = generate_cohort(tmp_path / "perm", PhantomOptions(cases=4, seed=9, size="small", permute_labels=True))
+    images = {k: v for k, v in _files(plain).items() if k.endswith(".nii.gz")}
+    assert images == {k: v for k, v in _files(permuted).items() if k.endswith(".nii.gz")}
+    labels_plain = [r["idh"] for r in _clinical(plain)]
+    labels_perm = [r["idh"] for r in _clinical(permuted)]
+    assert sorted(labels_plain) == sorted(labels_perm) and labels_plain != labels_perm
+
+
+def test_dsc_drops_at_the_bolus_and_the_aif_leads_tissue(small_cohort: Path) -> None:
+    for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+        series = sitk.ReadImage(str(case / f"{case.name}_dsc.nii.gz"))
+        sidecar = json.loads((case / f"{case.name}_dsc.json").read_text())
+        assert series.GetDimension() == 4 and series.GetSpacing()[3] == pytest.approx(sidecar["RepetitionTime"])
+        assert 1.3 < sidecar["RepetitionTime"] < 1.7 and 0.025 < sidecar["EchoTime"] < 0.035
+        structural = sitk.ReadImage(str(case / f"{case.name}_t1.nii.gz"))
+        assert series.GetSpacing()[:3] != structural.GetSpacing()  # masks must be resampled into DSC space
+        frames = sitk.GetArrayFromImage(series).astype(float)  # (t, z, y, x)
+        baseline = frames[:5].mean(axis=0)
+        tissue = frames[:, baseline > np.percentile(baseline, 70)].mean(axis=1)
+        aif = np.mean([frames[:, z, y, x] for x, y, z in sidecar["AifVoxels"]], axis=0)
+        arrival_frame = int(sidecar["BolusArrivalTime"] / sidecar["RepetitionTime"])
+        tissue_rel, aif_rel = tissue / tissue[:5].mean(), aif / aif[:5].mean()
+        assert tissue_rel.argmin() > arrival_frame and tissue_rel.min() < 0.95
+        assert aif_rel.argmin() < tissue_rel.argmin(), f"{case.name}: AIF does not peak first"
+        assert aif_rel.min() < tissue_rel.min() - 0.2, f"{case.name}: AIF not deeper than tissue"
+
+
+KEY_CONTRASTS = [("flair", "oedema"), ("flair", "core"), ("flair", "csf"), ("t2", "oedema"), ("t2", "core"),
+                 ("t1", "oedema"), ("t1", "csf"), ("t1ce", "enhancing"), ("t1ce", "core")]
+
+
+def test_contrast_matches_the_real_cases(full_cohort: Path, realdata: Path) -> None:
+    """Cohort-mean contrast (z-score vs white matter) within the real cases' range +- 0.6 sd."""
+    def profiles(root: Path) -> list[dict[str, dict[str, float]]]:
+        out = []
+        for case in sorted(p for p in root.iterdir() if p.is_dir()):
+            images = {m: _read(case, m) for m in ("t1", "t1ce", "t2", "flair")}
+            out.append(contrast_profile(images, _read(case, "seg")))
+        return out
+
+    real, phantom = profiles(realdata), profiles(full_cohort)
+    for modality, region in KEY_CONTRASTS:
+        real_values = [p[modality][region] for p in real if region in p[modality]]
+        phantom_values = [p[modality][region] for p in phantom if region in p[modality]]
+        assert phantom_values, f"no phantom case has {region}"
+        mean = float(np.mean(phantom_values))
+        assert min(real_values) - 0.6 <= mean <= max(real_values) + 0.6, \
+            f"{modality} {region}: phantom {mean:.2f} vs real {real_values}"
