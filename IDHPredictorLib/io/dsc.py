@@ -58,7 +58,7 @@ def _read_sidecar(path: Path) -> dict:
     if not sidecar.exists():
         return {}
     try:
-        return json.loads(sidecar.read_text())
+        return json.loads(sidecar.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise InputError(sidecar, f"is not valid JSON ({error.msg}, line {error.lineno})", "Fix or delete the sidecar") from error
 

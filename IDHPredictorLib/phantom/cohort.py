@@ -122,7 +122,7 @@ def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: Simu
         "AifPhysicalPointsLPS": [[round(float(c), 3) for c in p] for p in aif_points],
         "Note": "Simulated by IDHPredictor's digital phantom; AifVoxels are x, y, z indices of the true AIF.",
     }
-    (folder / f"{cid}_dsc.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    (folder / f"{cid}_dsc.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
 
 
 def generate_cohort(out_dir: str | Path, options: PhantomOptions,
@@ -139,7 +139,7 @@ def generate_cohort(out_dir: str | Path, options: PhantomOptions,
             _write_case(tmp / str(row["case_id"]), str(row["case_id"]), images, dsc)
             if progress is not None:
                 progress(index + 1, len(table))
-        with open(tmp / "clinical.csv", "w", newline="") as handle:
+        with open(tmp / "clinical.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(table[0][1]))
             writer.writeheader()
             writer.writerows(row for _, row in table)

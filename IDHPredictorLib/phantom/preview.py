@@ -43,7 +43,7 @@ def _dsc_curves(case_dir: Path, labels_struct: sitk.Image) -> dict[str, np.ndarr
     """Mean DSC signal in the whole tumour, in normal brain and at the true AIF voxels."""
     cid = case_dir.name
     series = sitk.ReadImage(str(case_dir / f"{cid}_dsc.nii.gz"))
-    sidecar = json.loads((case_dir / f"{cid}_dsc.json").read_text())
+    sidecar = json.loads((case_dir / f"{cid}_dsc.json").read_text(encoding="utf-8"))
     frames = sitk.GetArrayFromImage(series)  # (t, z, y, x)
     first = sitk.Extract(series, [*series.GetSize()[:3], 0], [0, 0, 0, 0])
     labels = sitk.GetArrayFromImage(sitk.Resample(labels_struct, first, sitk.Transform(), sitk.sitkNearestNeighbor))

@@ -90,7 +90,7 @@ def test_off_grid_modality_is_resampled_with_a_warning(small_cohort: Path, tmp_p
 
 def _dsc(cohort: Path) -> tuple[sitk.Image, dict]:
     source = _source(cohort)
-    sidecar = json.loads((source / f"{source.name}_dsc.json").read_text())
+    sidecar = json.loads((source / f"{source.name}_dsc.json").read_text(encoding="utf-8"))
     return sitk.ReadImage(str(source / f"{source.name}_dsc.nii.gz")), sidecar
 
 
@@ -99,7 +99,7 @@ def test_dsc_round_trip_with_sidecar_timing(small_cohort: Path, tmp_path: Path, 
     series, sidecar = _dsc(small_cohort)
     path = tmp_path / f"P_dsc{suffix}"
     sitk.WriteImage(series, str(path))
-    (tmp_path / "P_dsc.json").write_text(json.dumps({"RepetitionTime": 1.25, "EchoTime": 0.03}))
+    (tmp_path / "P_dsc.json").write_text(json.dumps({"RepetitionTime": 1.25, "EchoTime": 0.03}), encoding="utf-8")
     dsc = read_dsc_series(path)
     assert arrays_equal(dsc.image, series)
     assert dsc.repetition_time_s == 1.25 and dsc.echo_time_s == 0.03
@@ -191,9 +191,9 @@ def _copy_cohort(cohort: Path, tmp_path: Path) -> Path:
 
 def _edit_clinical(cohort: Path, old: str, new: str) -> None:
     path = cohort / "clinical.csv"
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     assert old in text
-    path.write_text(text.replace(old, new, 1))
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def test_unknown_idh_value(small_cohort: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _clinical(root: Path) -> list[dict[str, str]]:
-    with open(root / "clinical.csv", newline="") as handle:
+    with open(root / "clinical.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -96,7 +96,7 @@ def test_permute_labels_breaks_the_link_and_keeps_the_images(tmp_path: Path) -> 
 def test_dsc_drops_at_the_bolus_and_the_aif_leads_tissue(small_cohort: Path) -> None:
     for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
         series = sitk.ReadImage(str(case / f"{case.name}_dsc.nii.gz"))
-        sidecar = json.loads((case / f"{case.name}_dsc.json").read_text())
+        sidecar = json.loads((case / f"{case.name}_dsc.json").read_text(encoding="utf-8"))
         assert series.GetDimension() == 4 and series.GetSpacing()[3] == pytest.approx(sidecar["RepetitionTime"])
         assert 1.3 < sidecar["RepetitionTime"] < 1.7 and 0.025 < sidecar["EchoTime"] < 0.035
         structural = sitk.ReadImage(str(case / f"{case.name}_t1.nii.gz"))
