@@ -26,7 +26,7 @@ def _phantom(args: argparse.Namespace) -> None:
         raise SystemExit(f"idh-predictor phantom: {error}") from None
     start = time.perf_counter()
     with tqdm(total=options.cases, desc="phantom patients", unit="case") as bar:
-        generate_cohort(args.out, options, progress=lambda done, total: bar.update(1))
+        generate_cohort(args.out, options, progress=lambda done, total: bar.update(1), workers=args.workers)
     print(f"wrote {options.cases} cases to {args.out} in {time.perf_counter() - start:.1f} s")
     if args.preview:
         real = find_real_case()
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="grade/genotype mix: choi (grades II-IV), li (grade II, 74%% mutant)")
     phantom.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels (leakage check)")
     phantom.add_argument("--preview", action="store_true", help="write preview.png beside a real case if available")
+    phantom.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per core, max 4)")
     phantom.set_defaults(run=_phantom)
 
     validate = commands.add_parser("validate", help="read and check a case folder or a cohort")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,20 +127,42 @@ def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: Simu
     (folder / f"{cid}_dsc.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
 
 
-def generate_cohort(out_dir: str | Path, options: PhantomOptions,
-                    progress: Callable[[int, int], None] | None = None) -> Path:
+def _simulate_and_write(options: PhantomOptions, index: int, traits: PatientTraits, folder: Path) -> None:
+    """Worker: one patient from traits to files (top-level so that a process pool can run it)."""
+    images, dsc = simulate_patient(options, index, traits)
+    _write_case(folder, folder.name, images, dsc)
+
+
+def default_workers() -> int:
+    """One process per core, at most 4 (each full-size patient peaks at ~2.2 GB while it is built)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def generate_cohort(out_dir: str | Path, options: PhantomOptions, progress: Callable[[int, int], None] | None = None,
+                    workers: int | None = None) -> Path:
     """Write the cohort to ``out_dir`` (replaced all-or-nothing) and return its path.
 
+    Patients are simulated in ``workers`` processes (default: one per core, at most 4); each
+    has its own random streams, so the bytes do not depend on the number of workers.
     ``progress(done, total)`` is called after each patient.
     """
     options.validate()
     table = clinical_table(options)
+    workers = default_workers() if workers is None else workers
     with atomic_directory(out_dir) as tmp:
-        for index, (traits, row) in enumerate(table):
-            images, dsc = simulate_patient(options, index, traits)
-            _write_case(tmp / str(row["case_id"]), str(row["case_id"]), images, dsc)
-            if progress is not None:
-                progress(index + 1, len(table))
+        jobs = [(options, index, traits, tmp / str(row["case_id"])) for index, (traits, row) in enumerate(table)]
+        if workers <= 1:
+            for done, job in enumerate(jobs, start=1):
+                _simulate_and_write(*job)
+                if progress is not None:
+                    progress(done, len(jobs))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_simulate_and_write, *job) for job in jobs]
+                for done, future in enumerate(as_completed(futures), start=1):
+                    future.result()
+                    if progress is not None:
+                        progress(done, len(jobs))
         with open(tmp / "clinical.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(table[0][1]))
             writer.writeheader()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from ..io.atomic import atomic_path  # noqa: E402
+from .realism import real_cases_dir  # noqa: E402
 from .tissue import MODALITIES  # noqa: E402
 
 LABEL_COLOURS = {1: (0.9, 0.2, 0.2), 2: (0.2, 0.8, 0.2), 4: (1.0, 0.85, 0.1)}
@@ -95,17 +95,7 @@ def write_preview(case_dir: str | Path, out_png: str | Path, real_case_dir: str 
 
 
 def find_real_case() -> Path | None:
-    """A real BraTS-layout case to show beside the phantom, if one is available locally.
-
-    Looks at $IDHPREDICTOR_REALDATA, then ``../shared/realdata`` beside the checkout and the
-    working directory. Real data never ships with the project.
-    """
-    candidates = [os.environ.get("IDHPREDICTOR_REALDATA", "")]
-    candidates += [str(Path(__file__).resolve().parents[3] / "shared" / "realdata"), "../shared/realdata"]
-    for candidate in filter(None, candidates):
-        folder = Path(candidate)
-        if folder.is_dir():
-            cases = sorted(p for p in folder.iterdir() if p.is_dir())
-            if cases:
-                return cases[-1]
-    return None
+    """The last real case folder in ``real_cases_dir()``, or None."""
+    folder = real_cases_dir()
+    cases = sorted(p for p in folder.iterdir() if p.is_dir()) if folder else []
+    return cases[-1] if cases else None

@@ -8,6 +8,9 @@ brain voxels above the 70th / below the 8th T1 percentile (no tissue segmentatio
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 REGIONS = {"csf": None, "core": 1, "oedema": 2, "enhancing": 4}
@@ -28,3 +31,13 @@ def contrast_profile(images: dict[str, np.ndarray], labels: np.ndarray) -> dict[
         regions = {name: (csf if label is None else labels == label) for name, label in REGIONS.items()}
         profile[modality] = {name: float(z[mask].mean() - reference) for name, mask in regions.items() if mask.sum() > 50}
     return profile
+
+
+def real_cases_dir() -> Path | None:
+    """Folder of real BraTS-layout cases for realism checks, if one is available locally.
+
+    $IDHPREDICTOR_REALDATA, else ``../shared/realdata`` beside the checkout. Real data never
+    ships with the project.
+    """
+    candidates = [os.environ.get("IDHPREDICTOR_REALDATA", ""), str(Path(__file__).resolve().parents[3] / "shared" / "realdata")]
+    return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from IDHPredictorLib.phantom.cohort import PhantomOptions, generate_cohort
-
-REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+from IDHPredictorLib.phantom.realism import real_cases_dir
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +25,8 @@ def full_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     """The two real TCGA-LGG cases beside the checkout; skip when they are not there."""
-    if not REALDATA.is_dir():
-        pytest.skip(f"real cases not found at {REALDATA} (they live in ../shared/realdata, never in the repository)")
-    return REALDATA
+    folder = real_cases_dir()
+    if folder is None:
+        pytest.skip("real cases not found: set IDHPREDICTOR_REALDATA or put them in ../shared/realdata "
+                    "(never in the repository)")
+    return folder

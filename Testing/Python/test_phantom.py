@@ -29,11 +29,12 @@ def _clinical(root: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_same_seed_same_bytes_different_seed_different_data(tmp_path: Path) -> None:
+def test_same_seed_same_bytes_whatever_the_workers_different_seed_different_data(tmp_path: Path) -> None:
     first = _files(generate_cohort(tmp_path / "a", PhantomOptions(cases=2, seed=5, size="small")))
     again = _files(generate_cohort(tmp_path / "b", PhantomOptions(cases=2, seed=5, size="small")))
     other = _files(generate_cohort(tmp_path / "c", PhantomOptions(cases=2, seed=6, size="small")))
-    assert first == again
+    serial = _files(generate_cohort(tmp_path / "d", PhantomOptions(cases=2, seed=5, size="small"), workers=1))
+    assert first == again == serial
     assert first.keys() == other.keys()
     assert all(first[name] != other[name] for name in first if name.endswith(".nii.gz"))
 
