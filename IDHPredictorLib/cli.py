@@ -65,6 +65,57 @@ def _preprocess(args: argparse.Namespace) -> None:
     print(f"wrote {len(out)} z-scored images to {args.out}")
 
 
+def _train_segmentation(args: argparse.Namespace) -> None:
+    from .segmentation.training import TrainingOptions, train
+
+    options = TrainingOptions(modalities=tuple(args.modalities), fc_width=args.fc_width, epochs=args.epochs,
+                              patches_per_epoch=args.patches_per_epoch, seed=args.seed, device=args.device,
+                              randomise=not args.no_randomise)
+    with tqdm(desc="training", unit="step", bar_format="{desc}: {postfix}") as bar:
+        record = train(args.cohort, args.out, options, resume=args.resume, progress=bar.set_postfix_str)
+    dice = record["metrics"]["held_out_simulated"]["dice"]
+    print(f"wrote {args.out}; held-out Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+
+
+def _segment(args: argparse.Namespace) -> None:
+    from .io.case import read_case
+    from .io.images import write_image
+    from .segmentation.inference import choose_device, segment_case
+    from .segmentation.model_bundle import default_bundle_for, find_case_roles, load_model
+
+    bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
+    model = load_model(bundle, choose_device(args.device))
+    case = read_case(args.case_dir, modalities=model.modalities, labels=False, dsc=False)
+    with tqdm(total=1, desc=f"segmenting {case.case_id} ({bundle.name})", unit="slice") as bar:
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        labels = segment_case(model.network, model.modalities, case, postprocessing=not args.no_postprocess,
+                              progress=advance)
+    write_image(labels, args.out)
+    print(f"wrote {args.out}")
+
+
+def _evaluate_segmentation(args: argparse.Namespace) -> None:
+    from .segmentation.evaluation import evaluate_cohort, evaluate_files
+
+    if args.model:
+        summary = evaluate_cohort(args.prediction, args.model, args.out, record_as=args.record_as)
+        print(json_dumps(summary))
+    else:
+        if args.reference is None:
+            raise SystemExit("idh-predictor evaluate-segmentation: give PRED REF, or COHORT --model BUNDLE --out DIR")
+        print(json_dumps(evaluate_files(args.prediction, args.reference)))
+
+
+def json_dumps(value: object) -> str:
+    """Pretty JSON for terminal output."""
+    import json
+
+    return json.dumps(value, indent=2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per pipeline stage."""
     parser = argparse.ArgumentParser(prog="idh-predictor", description="IDH mutation prediction for gliomas (research use).")
@@ -98,6 +149,36 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--n4", action="store_true", help="N4 bias-field correction")
     prep.add_argument("--register", action="store_true", help="rigid Mattes-MI registration to T1c")
     prep.set_defaults(run=_preprocess)
+
+    train = commands.add_parser("train-segmentation", help="train the segmentation CNN on a labelled cohort")
+    train.add_argument("cohort")
+    train.add_argument("--out", required=True, help="model bundle folder to write")
+    train.add_argument("--modalities", nargs="+", default=["flair", "t1ce"])
+    train.add_argument("--fc-width", type=int, default=512, help="fully connected width (paper: 4096)")
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--patches-per-epoch", type=int, default=16384)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--resume", action="store_true", help="continue from <out>.checkpoint.pt")
+    train.add_argument("--no-randomise", action="store_true", help="switch off domain randomisation")
+    train.set_defaults(run=_train_segmentation)
+
+    segment = commands.add_parser("segment", help="segment a case with a model bundle")
+    segment.add_argument("case_dir")
+    segment.add_argument("--model", help="bundle folder (default: the shipped one matching the case's modalities)")
+    segment.add_argument("--out", required=True, help="output label map, e.g. SEG.nii.gz")
+    segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    segment.add_argument("--no-postprocess", action="store_true")
+    segment.set_defaults(run=_segment)
+
+    evaluate = commands.add_parser("evaluate-segmentation",
+                                   help="Dice/PPV/sensitivity of PRED vs REF, or of a bundle on a labelled cohort")
+    evaluate.add_argument("prediction", help="predicted label map, or a cohort folder with --model")
+    evaluate.add_argument("reference", nargs="?", help="reference label map")
+    evaluate.add_argument("--model", help="bundle to evaluate on the cohort")
+    evaluate.add_argument("--out", help="cohort mode: folder for per-case CSV and summary JSON")
+    evaluate.add_argument("--record-as", help="cohort mode: also store the summary in the bundle's model.json")
+    evaluate.set_defaults(run=_evaluate_segmentation)
     return parser
 
 

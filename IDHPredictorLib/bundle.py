@@ -1,0 +1,59 @@
+"""Model bundles: a folder with ``model.json`` (what, inputs, preprocessing, training data,
+metrics, library version) beside its weight files. Written all-or-nothing; read with checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+from .io.atomic import atomic_directory
+
+BUNDLE_FORMAT = 1
+
+
+def write_bundle(folder: str | Path, kind: str, metadata: dict, files: dict[str, Callable[[Path], None]]) -> Path:
+    """Write ``model.json`` and each weight file (``files[name](path)`` writes it) into ``folder``."""
+    folder = Path(folder)
+    with atomic_directory(folder) as tmp:
+        for name, writer in files.items():
+            writer(tmp / name)
+        record = {"bundle_format": BUNDLE_FORMAT, "kind": kind, "library_version": __version__,
+                  "files": sorted(files), **metadata}
+        (tmp / "model.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def read_bundle(folder: str | Path, kind: str) -> dict:
+    """``model.json`` of a bundle after checking format, kind and that every file is there."""
+    folder = Path(folder)
+    path = folder / "model.json"
+    if not path.exists():
+        raise InputError(folder, "is not a model bundle (no model.json)",
+                         "Point to a bundle folder, e.g. one under Resources/models/")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(path, f"is corrupt ({error.msg})", "Re-install or re-train the bundle") from error
+    if record.get("bundle_format") != BUNDLE_FORMAT:
+        raise InputError(path, f"bundle format {record.get('bundle_format')!r}, this library reads {BUNDLE_FORMAT}",
+                         f"Use a bundle made by IDHPredictor {__version__}, or re-train it")
+    if record.get("kind") != kind:
+        raise InputError(path, f"is a {record.get('kind')!r} bundle, expected {kind!r}", "Choose the right bundle")
+    missing = [name for name in record.get("files", []) if not (folder / name).exists()]
+    if missing:
+        raise InputError(folder, f"bundle is missing {', '.join(missing)}", "Re-install or re-train the bundle")
+    return record
+
+
+def update_bundle_metrics(folder: str | Path, name: str, metrics: dict) -> None:
+    """Add or replace ``metrics[name]`` in a bundle's model.json (rewritten all-or-nothing)."""
+    from .io.atomic import atomic_path
+
+    path = Path(folder) / "model.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record.setdefault("metrics", {})[name] = metrics
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

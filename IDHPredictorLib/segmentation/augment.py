@@ -1,0 +1,91 @@
+"""Domain randomisation for training patches, after SynthSeg (Billot et al., Med Image Anal 2023).
+
+The shipped models learn from simulated patients but must work on real MRI, so every training
+patch gets a new contrast and a new scanner: a random intensity shift per tissue class, a
+random global contrast and gamma, a bias field, blur and resolution loss, noise, and a random
+rotation, flip and smooth elastic warp. Written as batched torch operations (no per-patch
+Python work). The patch centre is the fixed point of every spatial transform, so the label
+(the centre voxel's class) stays valid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+TISSUE_CLASSES = 8  # 0 outside brain, 1-3 tumour classes, 4-6 background intensity terciles, 7 spare
+BRAIN_MEAN_Z = 3.0  # raw brain mean / sd, to apply multiplicative (bias) effects to z-scores
+
+
+def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator, out_size: int = 33) -> torch.Tensor:
+    """Augment (n, C, s, s) z-scored patches with their (n, s, s) tissue-class map; return the
+    centre ``out_size`` crop (n, C, out_size, out_size)."""
+    n, channels, size, _ = patches.shape
+    inside = (tissue > 0).unsqueeze(1).float()
+
+    def normal(*shape: int, sd: float = 1.0) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * sd
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(*shape, generator=generator)
+
+    # 1. per-tissue-class intensity shift (SynthSeg's random class means, kept near the truth)
+    shifts = normal(n, channels, TISSUE_CLASSES, sd=0.3)
+    x = patches + torch.gather(shifts, 2, tissue.reshape(n, 1, -1).expand(-1, channels, -1).long()).reshape_as(patches)
+    # 2. global contrast, offset and gamma (sign-preserving power on z-scores)
+    x = x * uniform(0.8, 1.25, n, channels, 1, 1) + normal(n, channels, 1, 1, sd=0.2)
+    gamma = torch.exp(normal(n, channels, 1, 1, sd=0.2))
+    x = torch.sign(x) * x.abs().clamp_min(1e-6) ** gamma
+    # 3. bias field: smooth multiplicative gradient over the patch
+    axis = torch.linspace(-1, 1, size)
+    gy, gx = normal(n, 1, 1, 1, sd=0.08), normal(n, 1, 1, 1, sd=0.08)
+    bias = torch.exp(gy * axis.view(1, 1, -1, 1) + gx * axis.view(1, 1, 1, -1))
+    x = (x + BRAIN_MEAN_Z) * bias - BRAIN_MEAN_Z
+    # 4. blur and resolution loss
+    x = _random_blur(x, uniform(0.0, 1.2, n), generator)
+    low_res = torch.rand(n, generator=generator) < 0.2
+    if low_res.any():
+        small = F.interpolate(x[low_res], scale_factor=0.5, mode="bilinear", align_corners=False)
+        x[low_res] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    # 5. noise, then zero outside the brain again
+    x = (x + normal(n, channels, size, size) * uniform(0.0, 0.15, n, 1, 1, 1)) * inside
+    # 6. rotation, flips, elastic warp about the centre; crop to the network's patch size
+    return _random_warp(x, generator, out_size)
+
+
+def _random_blur(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per patch (sigma < 0.3 leaves the patch unchanged)."""
+    radius = 3
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernels = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigmas.clamp_min(0.3).view(-1, 1) ** 2))
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    kernels[sigmas < 0.3] = 0.0
+    kernels[sigmas < 0.3, radius] = 1.0
+    n, channels, size, _ = x.shape
+    grouped = x.reshape(1, n * channels, size, size)
+    k = kernels.repeat_interleave(channels, dim=0)
+    grouped = F.conv2d(F.pad(grouped, (radius, radius, 0, 0), mode="replicate"), k.view(-1, 1, 1, 2 * radius + 1),
+                       groups=n * channels)
+    grouped = F.conv2d(F.pad(grouped, (0, 0, radius, radius), mode="replicate"), k.view(-1, 1, 2 * radius + 1, 1),
+                       groups=n * channels)
+    return grouped.reshape(n, channels, size, size)
+
+
+def _random_warp(x: torch.Tensor, generator: torch.Generator, out_size: int) -> torch.Tensor:
+    n, _, size, _ = x.shape
+    angle = torch.rand(n, generator=generator) * 2 * math.pi
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    scale = 1.0 + 0.1 * (torch.rand(n, generator=generator) - 0.5)
+    extent = out_size / size  # sample only the central out_size pixels
+    cos, sin = torch.cos(angle) * extent * scale, torch.sin(angle) * extent * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, torch.zeros(n)], 1),
+                         torch.stack([sin * flip, cos, torch.zeros(n)], 1)], 1)
+    grid = F.affine_grid(theta, (n, 1, out_size, out_size), align_corners=False)
+    coarse = torch.randn(n, 2, 4, 4, generator=generator) * (1.5 / size)
+    elastic = F.interpolate(coarse, size=(out_size, out_size), mode="bicubic", align_corners=True)
+    centre = out_size // 2
+    elastic = elastic - elastic[:, :, centre:centre + 1, centre:centre + 1]  # centre stays put
+    grid = grid + elastic.permute(0, 2, 3, 1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

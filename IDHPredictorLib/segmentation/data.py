@@ -1,0 +1,80 @@
+"""Network input from a case: modalities stacked, z-scored inside the brain, cropped to the brain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..io.case import Case
+from .network import CLASS_TO_LABEL, HALF
+
+LABEL_TO_CLASS = np.zeros(256, np.int64)
+for _class, _label in enumerate(CLASS_TO_LABEL):
+    LABEL_TO_CLASS[_label] = _class
+
+
+@dataclass
+class NetworkInput:
+    """Channels (C, z, y, x) float32 of the brain box, the box's slices in the full volume, the
+    brain mask of the box and (when known) target classes (z, y, x) in 0..3."""
+
+    channels: np.ndarray
+    box: tuple[slice, slice, slice]
+    brain: np.ndarray
+    classes: np.ndarray | None
+    full_shape: tuple[int, int, int]
+
+
+def normalise(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Z-score inside the brain, 0 outside: the per-channel mean removal and variance
+    normalisation of the paper, with statistics of the case's brain (see ``inference``)."""
+    values = volume[brain]
+    sd = values.std()
+    if sd == 0:
+        raise InputError(None, "a modality is constant inside the brain", "Check the image export")
+    return np.where(brain, (volume - values.mean()) / sd, 0.0).astype(np.float32)
+
+
+def brain_box(brain: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
+    """Bounding box of the brain mask plus ``margin`` voxels, clipped to the volume."""
+    if not brain.any():
+        raise InputError(None, "the images are empty (no brain voxels)", "Check that the case is skull-stripped MRI")
+    lo = np.argwhere(brain).min(axis=0)
+    hi = np.argwhere(brain).max(axis=0) + 1
+    return tuple(slice(max(int(l) - margin, 0), min(int(h) + margin, n)) for l, h, n in zip(lo, hi, brain.shape))
+
+
+def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = True) -> NetworkInput:
+    """Stack ``modalities`` of ``case`` (all on the reference grid) into network input."""
+    missing = [m for m in modalities if m not in case.images]
+    if missing:
+        raise InputError(case.folder, f"missing modality {', '.join(missing)} needed by the model",
+                         "Add the modality or choose a model bundle for the modalities you have")
+    arrays = [sitk.GetArrayFromImage(case.images[m]).astype(np.float32) for m in modalities]
+    brain = np.logical_or.reduce([a != 0 for a in arrays])
+    box = brain_box(brain, margin=2)
+    channels = np.stack([normalise(a, brain)[box] for a in arrays])
+    classes = None
+    if with_labels and case.labels is not None:
+        classes = LABEL_TO_CLASS[sitk.GetArrayFromImage(case.labels)[box]]
+    return NetworkInput(channels, box, brain[box], classes, arrays[0].shape)
+
+
+def pad_for_patches(channels: np.ndarray, pad: int = HALF) -> np.ndarray:
+    """Zero-pad y and x (default: the patch half-width, so every voxel has a full 33x33 window)."""
+    return np.pad(channels, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
+def extract_patches(padded: np.ndarray, centres: np.ndarray, size: int, pad: int) -> np.ndarray:
+    """(n, C, size, size) axial windows centred on (z, y, x) voxels of the unpadded volume.
+
+    ``padded`` is the (C, z, y, x) volume zero-padded by ``pad`` >= size // 2 in y and x.
+    """
+    start = pad - size // 2
+    out = np.empty((len(centres), padded.shape[0], size, size), padded.dtype)
+    for i, (z, y, x) in enumerate(centres):
+        out[i] = padded[:, z, y + start:y + start + size, x + start:x + start + size]
+    return out

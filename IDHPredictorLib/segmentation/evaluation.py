@@ -1,0 +1,86 @@
+"""Overlap metrics for BraTS regions: Dice, positive predictive value and sensitivity."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from ..errors import InputError
+
+REGIONS = {"whole_tumour": (1, 2, 4), "tumour_core": (1, 4), "enhancing": (4,)}
+
+
+def region_metrics(prediction: np.ndarray, reference: np.ndarray) -> dict[str, dict[str, float]]:
+    """{region: {dice, ppv, sensitivity}} for whole tumour, tumour core and enhancing tumour.
+
+    A region absent from both maps scores 1 (correctly empty); absent from one only, 0.
+    """
+    out = {}
+    for region, labels in REGIONS.items():
+        p, r = np.isin(prediction, labels), np.isin(reference, labels)
+        overlap, p_sum, r_sum = float((p & r).sum()), float(p.sum()), float(r.sum())
+        out[region] = {
+            "dice": 1.0 if p_sum + r_sum == 0 else 2 * overlap / (p_sum + r_sum),
+            "ppv": (1.0 if r_sum == 0 else 0.0) if p_sum == 0 else overlap / p_sum,
+            "sensitivity": (1.0 if p_sum == 0 else 0.0) if r_sum == 0 else overlap / r_sum,
+        }
+    return out
+
+
+def evaluate_files(prediction: str | Path, reference: str | Path) -> dict[str, dict[str, float]]:
+    """Metrics of two label map files; they must share a grid."""
+    from ..io.case import read_label_map
+    from ..io.images import read_image, same_grid
+
+    predicted = read_image(prediction)
+    truth = read_label_map(Path(reference))
+    if not same_grid(predicted, truth):
+        raise InputError(prediction, "is not on the reference label map's grid", "Segment the same case's images")
+    return region_metrics(sitk.GetArrayFromImage(predicted), sitk.GetArrayFromImage(truth))
+
+
+def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | Path,
+                    record_as: str | None = None) -> dict:
+    """Segment every labelled case of a folder of cases with ``bundle``; write per-case CSV and
+    summary JSON to ``out_dir``; optionally record the summary in the bundle's model.json.
+
+    ``cohort_dir`` may be a phantom cohort or any folder of BraTS-layout case folders (such as
+    ../shared/realdata); clinical.csv is not needed.
+    """
+    from ..bundle import update_bundle_metrics
+    from ..io.atomic import atomic_path
+    from ..io.case import read_case
+    from .inference import choose_device, segment_case
+    from .model_bundle import load_model
+
+    model = load_model(bundle, choose_device())
+    rows = []
+    folders = sorted(p for p in Path(cohort_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in tqdm(folders, desc=f"evaluating {Path(bundle).name}", unit="case"):
+        case = read_case(folder, modalities=model.modalities, dsc=False)
+        if case.labels is None:
+            continue
+        predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
+        metrics = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
+        rows.append({"case_id": case.case_id, **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()}})
+    if not rows:
+        raise InputError(cohort_dir, "has no case with a label map", "Evaluation needs <id>_seg label maps")
+    summary = {"cohort": str(cohort_dir), "cases": len(rows), "model": str(bundle),
+               "mean": {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0] if key != "case_id"}}
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "segmentation_metrics.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_path(out_dir / "segmentation_summary.json") as tmp:
+        tmp.write_text(json.dumps({**summary, "per_case": rows}, indent=2) + "\n", encoding="utf-8")
+    if record_as:
+        update_bundle_metrics(bundle, record_as, {"dice": {r: summary["mean"][f"{r}_dice"] for r in REGIONS},
+                                                 "cases": len(rows), "per_case_dice": {
+                                                     row["case_id"]: {r: row[f"{r}_dice"] for r in REGIONS} for row in rows}})
+    return summary

@@ -1,0 +1,83 @@
+"""Dense inference: whole axial slices through the fully convolutional network, in batches.
+
+The network yields one prediction every 4 pixels (two stride-2 poolings); class probabilities
+are brought back to full resolution by bicubic interpolation (as in the paper), then argmax,
+brain masking and post-processing. The output label map has the input's exact geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from ..io.case import Case
+from .data import network_input, pad_for_patches
+from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
+from .postprocess import postprocess
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+@torch.no_grad()
+def dense_scores(model: SegmentationCNN, channels: np.ndarray, z_batch: int = 8,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Raw class scores on the stride-4 lattice: (4, z, ceil(y/4), ceil(x/4)); entry (k, z, i, j)
+    scores the patch centred on voxel (z, 4i, 4j)."""
+    model.eval()
+    device = next(model.parameters()).device
+    _, depth, height, width = channels.shape
+    # pad y, x up to 4k + 1 so that the last lattice point lies at or beyond the last voxel
+    extra_y, extra_x = (-(height - 1)) % STRIDE, (-(width - 1)) % STRIDE
+    padded = pad_for_patches(np.pad(channels, ((0, 0), (0, 0), (0, extra_y), (0, extra_x))))
+    out = None
+    for start in range(0, depth, z_batch):
+        batch = torch.from_numpy(np.ascontiguousarray(padded[:, start:start + z_batch].transpose(1, 0, 2, 3)))
+        scores = model(batch.to(device)).float().cpu().numpy()  # (b, 4, h, w)
+        if out is None:
+            out = np.empty((scores.shape[1], depth, *scores.shape[2:]), np.float32)
+        out[:, start:start + len(scores)] = scores.transpose(1, 0, 2, 3)
+        if progress is not None:
+            progress(min(start + z_batch, depth), depth)
+    return out
+
+
+def probabilities_full_resolution(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Softmax on the lattice, bicubic up-sampling (lattice points kept exactly), crop: (4, z, y, x)."""
+    probabilities = torch.softmax(torch.from_numpy(scores), dim=0).permute(1, 0, 2, 3)  # (z, 4, h, w)
+    h, w = probabilities.shape[2:]
+    upsampled = F.interpolate(probabilities, size=((h - 1) * STRIDE + 1, (w - 1) * STRIDE + 1),
+                              mode="bicubic", align_corners=True)
+    return upsampled[:, :, :height, :width].permute(1, 0, 2, 3).clamp_(0, 1).numpy()
+
+
+def predict_labels(model: SegmentationCNN, channels: np.ndarray, brain: np.ndarray,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """BraTS label map (z, y, x) of the brain box, before post-processing."""
+    scores = dense_scores(model, channels, progress=progress)
+    probabilities = probabilities_full_resolution(scores, *channels.shape[2:])
+    labels = np.asarray(CLASS_TO_LABEL, np.uint8)[probabilities.argmax(axis=0)]
+    labels[~brain] = 0
+    return labels
+
+
+def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case, postprocessing: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> sitk.Image:
+    """Segment ``case``: labels 1/2/4 on the case's reference grid (same origin, spacing, direction)."""
+    data = network_input(case, modalities, with_labels=False)
+    box_labels = predict_labels(model, data.channels, data.brain, progress)
+    if postprocessing and box_labels.any():
+        box_labels = postprocess(box_labels)
+    labels = np.zeros(data.full_shape, np.uint8)
+    labels[data.box] = box_labels
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(case.reference)
+    return image

@@ -1,0 +1,79 @@
+"""Segmentation model bundles: save, load (with clear errors) and pick one by available modalities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..bundle import read_bundle, write_bundle
+from ..errors import InputError
+from .network import Architecture, SegmentationCNN
+
+KIND = "segmentation"
+WEIGHTS = "weights.pt"
+DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "models"
+# Bundles shipped under Resources/models, in order of preference (the paper's multi-modal pair first).
+DEFAULT_BUNDLES = ("segmentation-flair-t1ce", "segmentation-all", "segmentation-flair")
+
+
+@dataclass
+class SegmentationModel:
+    """A loaded bundle: the network, its input modalities and its model.json record."""
+
+    network: SegmentationCNN
+    modalities: tuple[str, ...]
+    record: dict
+
+
+def save_model(folder: str | Path, network: SegmentationCNN, modalities: tuple[str, ...], metadata: dict) -> Path:
+    """Write a bundle: architecture and modalities in model.json, the state dict in weights.pt."""
+    record = {"architecture": network.architecture.as_dict(), "modalities": list(modalities), **metadata}
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    return write_bundle(folder, KIND, record, {WEIGHTS: lambda path: torch.save(state, path)})
+
+
+def load_model(folder: str | Path, device: torch.device | str = "cpu") -> SegmentationModel:
+    """Load a bundle; a corrupt or mismatched one raises ``InputError`` naming it."""
+    folder = Path(folder)
+    record = read_bundle(folder, KIND)
+    try:
+        architecture = Architecture(**record["architecture"])
+        modalities = tuple(record["modalities"])
+    except (KeyError, TypeError) as error:
+        raise InputError(folder / "model.json", f"has no valid architecture/modalities ({error})",
+                         "Re-train the bundle") from error
+    if len(modalities) != architecture.in_channels:
+        raise InputError(folder / "model.json", f"{len(modalities)} modalities for {architecture.in_channels} channels",
+                         "Re-train the bundle")
+    network = SegmentationCNN(architecture)
+    try:
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        detail = str(error).strip().splitlines()[0][:160]
+        raise InputError(folder / WEIGHTS, f"weights do not load into the recorded architecture ({detail})",
+                         "The bundle is corrupt or mixed up; re-install or re-train it") from error
+    network.to(device).eval()
+    return SegmentationModel(network, modalities, record)
+
+
+def default_bundle_for(available: set[str], models_dir: Path = DEFAULT_MODELS) -> Path:
+    """The shipped bundle whose modalities the case has, preferring FLAIR + T1c."""
+    for name in DEFAULT_BUNDLES:
+        folder = models_dir / name
+        if (folder / "model.json").exists():
+            modalities = set(read_bundle(folder, KIND)["modalities"])
+            if modalities <= available:
+                return folder
+    raise InputError(models_dir, f"no shipped segmentation model for modalities {sorted(available)}",
+                     "The case needs at least FLAIR; or pass --model with a bundle you trained")
+
+
+def find_case_roles(case_dir: str | Path) -> set[str]:
+    """Modalities present in a case folder (for choosing a default bundle)."""
+    from ..io.case import MODALITIES, find_case_files
+
+    _, files = find_case_files(case_dir)
+    return {m for m in MODALITIES if m in files}

@@ -1,0 +1,151 @@
+"""Segmentation CNN: shapes, exact dense inference, training, geometry, post-processing, bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from IDHPredictorLib.cli import main
+from IDHPredictorLib.errors import InputError
+from IDHPredictorLib.io.case import read_case
+from IDHPredictorLib.segmentation.data import extract_patches, network_input, pad_for_patches
+from IDHPredictorLib.segmentation.evaluation import region_metrics
+from IDHPredictorLib.segmentation.inference import dense_scores, predict_labels, segment_case
+from IDHPredictorLib.segmentation.model_bundle import load_model, save_model
+from IDHPredictorLib.segmentation.network import LAYERS, PATCH, Architecture, SegmentationCNN
+from IDHPredictorLib.segmentation.postprocess import postprocess
+from IDHPredictorLib.segmentation.training import TrainingOptions, train
+
+
+def _network(channels: int = 2, fc_width: int = 32, seed: int = 0) -> SegmentationCNN:
+    torch.manual_seed(seed)
+    return SegmentationCNN(Architecture(channels, fc_width)).eval()
+
+
+def test_shapes_and_layer_names() -> None:
+    network = _network(channels=4, fc_width=64)
+    x = torch.randn(3, 4, PATCH, PATCH)
+    assert network(x).shape == (3, 4, 1, 1)
+    expected = {"conv1": (64, 31), "conv3": (64, 27), "conv4": (128, 11), "conv6": (128, 7), "fc7": (64, 1)}
+    for layer, (width, size) in expected.items():
+        assert network(x, until=layer).shape == (3, width, size, size), layer
+    assert set(LAYERS) <= {name for name, _ in network.named_children()}
+
+
+def test_dense_inference_equals_patchwise_at_sampled_voxels() -> None:
+    network = _network()
+    rng = np.random.default_rng(0)
+    channels = rng.standard_normal((2, 3, 37, 42)).astype(np.float32)
+    scores = dense_scores(network, channels)  # (4, z, ceil(y/4), ceil(x/4))
+    lattice = np.array([(z, 4 * i, 4 * j) for z in range(3) for i in range(scores.shape[2])
+                        for j in range(scores.shape[3]) if 4 * i < 37 and 4 * j < 42])
+    chosen = lattice[rng.choice(len(lattice), 40, replace=False)]
+    with torch.no_grad():
+        patches = torch.from_numpy(extract_patches(pad_for_patches(channels), chosen, PATCH, PATCH // 2))
+        patchwise = network(patches).flatten(1).numpy()
+    dense = np.stack([scores[:, z, y // 4, x // 4] for z, y, x in chosen])
+    np.testing.assert_allclose(dense, patchwise, rtol=1e-4, atol=1e-4)
+
+
+def test_a_tiny_network_overfits_a_tiny_phantom(small_cohort: Path, tmp_path: Path) -> None:
+    cohort = tmp_path / "one"
+    cohort.mkdir()
+    case = sorted(p for p in small_cohort.iterdir() if p.is_dir())[1]
+    (cohort / case.name).symlink_to(case)
+    rows = (small_cohort / "clinical.csv").read_text(encoding="utf-8").splitlines()
+    (cohort / "clinical.csv").write_text("\n".join([rows[0], *[r for r in rows if r.startswith(case.name)]]) + "\n",
+                                         encoding="utf-8")
+    data = network_input(read_case(case, modalities=("flair", "t1ce"), dsc=False), ("flair", "t1ce"))
+    reference = np.asarray((0, 1, 2, 4), np.uint8)[data.classes]
+
+    def whole_tumour_dice(network: SegmentationCNN) -> float:
+        return region_metrics(predict_labels(network, data.channels, data.brain), reference)["whole_tumour"]["dice"]
+
+    untrained = whole_tumour_dice(SegmentationCNN(Architecture(2, 32)))
+    options = TrainingOptions(fc_width=32, epochs=3, patches_per_epoch=2048, batch_size=64, validation_cases=0,
+                              randomise=False, learning_rate=0.02)
+    train(cohort, tmp_path / "bundle", options)
+    trained = whole_tumour_dice(load_model(tmp_path / "bundle").network)
+    assert trained > 0.6 and trained > untrained + 0.3, (untrained, trained)
+    record = json.loads((tmp_path / "bundle" / "model.json").read_text(encoding="utf-8"))
+    assert record["modalities"] == ["flair", "t1ce"] and "SIMULATED" in record["trained_on"]
+    assert len(record["training"]["history"]) == 3
+
+
+def test_output_geometry_equals_input_geometry_also_oblique(small_cohort: Path, tmp_path: Path) -> None:
+    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    case_dir = tmp_path / "OBL"
+    case_dir.mkdir()
+    rotation = sitk.Euler3DTransform((0, 0, 0), 0.2, -0.1, 0.3).GetMatrix()
+    for modality in ("flair", "t1ce"):
+        image = sitk.ReadImage(str(source / f"{source.name}_{modality}.nii.gz"))
+        image.SetDirection(rotation)
+        image.SetOrigin((12.5, -30.25, 7.0))
+        sitk.WriteImage(image, str(case_dir / f"OBL_{modality}.nii.gz"))
+    case = read_case(case_dir, modalities=("flair", "t1ce"), dsc=False)
+    labels = segment_case(_network(), ("flair", "t1ce"), case)
+    reference = case.reference
+    assert labels.GetSize() == reference.GetSize()
+    np.testing.assert_allclose(labels.GetOrigin(), reference.GetOrigin())
+    np.testing.assert_allclose(labels.GetSpacing(), reference.GetSpacing())
+    np.testing.assert_allclose(labels.GetDirection(), rotation, atol=1e-6)
+
+
+def test_postprocessing_keeps_subregions_nested() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.choice(np.array([0, 1, 2, 4], np.uint8), size=(12, 30, 30), p=[0.5, 0.15, 0.2, 0.15])
+    labels[:, :5] = 0
+    out = postprocess(labels)
+    whole, core, enhancing = out > 0, np.isin(out, (1, 4)), out == 4
+    assert whole.any()
+    assert not (core & ~whole).any() and not (enhancing & ~core).any()
+    assert set(np.unique(out)) <= {0, 1, 2, 4}
+
+
+def test_bundle_round_trip_and_clear_errors(tmp_path: Path) -> None:
+    network = _network(fc_width=16)
+    bundle = save_model(tmp_path / "b", network, ("flair", "t1ce"), {"trained_on": "test"})
+    loaded = load_model(bundle)
+    x = torch.randn(2, 2, PATCH, PATCH)
+    with torch.no_grad():
+        assert torch.equal(loaded.network(x), network(x))
+    assert loaded.modalities == ("flair", "t1ce")
+
+    record = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+    record["architecture"]["fc_width"] = 64
+    (bundle / "model.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(InputError, match="weights do not load into the recorded architecture"):
+        load_model(bundle)
+    record["architecture"]["fc_width"] = 16
+    record["bundle_format"] = 99
+    (bundle / "model.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(InputError, match="bundle format 99"):
+        load_model(bundle)
+    record["bundle_format"] = 1
+    (bundle / "model.json").write_text(json.dumps(record), encoding="utf-8")
+    (bundle / "weights.pt").write_bytes((bundle / "weights.pt").read_bytes()[:100])
+    with pytest.raises(InputError, match="weights.pt: weights do not load"):
+        load_model(bundle)
+    (bundle / "weights.pt").unlink()
+    with pytest.raises(InputError, match="bundle is missing weights.pt"):
+        load_model(bundle)
+    with pytest.raises(InputError, match="not a model bundle"):
+        load_model(tmp_path)
+
+
+def test_segment_and_evaluate_commands(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bundle = save_model(tmp_path / "b", _network(fc_width=16), ("flair", "t1ce"), {"trained_on": "test"})
+    case = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    out = tmp_path / "seg.nii.gz"
+    assert main(["segment", str(case), "--model", str(bundle), "--out", str(out)]) == 0
+    written, source = sitk.ReadImage(str(out)), sitk.ReadImage(str(case / f"{case.name}_flair.nii.gz"))
+    assert written.GetSize() == source.GetSize() and written.GetOrigin() == source.GetOrigin()
+    reference = case / f"{case.name}_seg.nii.gz"
+    capsys.readouterr()
+    assert main(["evaluate-segmentation", str(reference), str(reference)]) == 0
+    assert json.loads(capsys.readouterr().out)["whole_tumour"]["dice"] == 1.0
