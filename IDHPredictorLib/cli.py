@@ -85,7 +85,7 @@ def _segment(args: argparse.Namespace) -> None:
 
     bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
     model = load_model(bundle, choose_device(args.device))
-    case = read_case(args.case_dir, modalities=model.modalities, labels=False, dsc=False)
+    case = read_case(args.case_dir, modalities=model.modalities, dsc=False)
     with tqdm(total=1, desc=f"segmenting {case.case_id} ({bundle.name})", unit="slice") as bar:
         def advance(done: int, total: int) -> None:
             bar.total = total
@@ -95,6 +95,16 @@ def _segment(args: argparse.Namespace) -> None:
                               progress=advance)
     write_image(labels, args.out)
     print(f"wrote {args.out}")
+    if args.overlay:
+        import SimpleITK as sitk
+
+        from .segmentation.figures import overlay_figure
+
+        flair = case.images.get("flair", case.reference)
+        reference = None if case.labels is None else sitk.GetArrayFromImage(case.labels)
+        overlay_figure(sitk.GetArrayFromImage(flair), sitk.GetArrayFromImage(labels), reference, args.overlay,
+                       f"{case.case_id}: {bundle.name}")
+        print(f"overlay: {args.overlay}")
 
 
 def _evaluate_segmentation(args: argparse.Namespace) -> None:
@@ -155,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model bundle folder to write")
     train.add_argument("--modalities", nargs="+", default=["flair", "t1ce"])
     train.add_argument("--fc-width", type=int, default=512, help="fully connected width (paper: 4096)")
-    train.add_argument("--epochs", type=int, default=8)
-    train.add_argument("--patches-per-epoch", type=int, default=16384)
+    train.add_argument("--epochs", type=int, default=6)
+    train.add_argument("--patches-per-epoch", type=int, default=259200, help="patch labels per epoch (81 per tile)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--resume", action="store_true", help="continue from <out>.checkpoint.pt")
@@ -169,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out", required=True, help="output label map, e.g. SEG.nii.gz")
     segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     segment.add_argument("--no-postprocess", action="store_true")
+    segment.add_argument("--overlay", help="also write a PNG of the prediction (and the case's _seg if present)")
     segment.set_defaults(run=_segment)
 
     evaluate = commands.add_parser("evaluate-segmentation",

@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import SimpleITK as sitk
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-
-from ..io.atomic import atomic_path  # noqa: E402
-from .realism import real_cases_dir  # noqa: E402
-from .tissue import MODALITIES  # noqa: E402
-
-LABEL_COLOURS = {1: (0.9, 0.2, 0.2), 2: (0.2, 0.8, 0.2), 4: (1.0, 0.85, 0.1)}
-LABEL_NAMES = {1: "necrotic / non-enhancing core", 2: "oedema", 4: "enhancing"}
+from ..io.atomic import atomic_path
+from ..plotting import LABEL_COLOURS, LABEL_NAMES, label_rgba, plt
+from .realism import real_cases_dir
+from .tissue import MODALITIES
 
 
 def _load_case(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -33,10 +27,7 @@ def _tumour_slice(labels: np.ndarray) -> int:
 
 def _overlay(ax: plt.Axes, background: np.ndarray, labels: np.ndarray) -> None:
     ax.imshow(background, cmap="gray", vmin=0, vmax=np.percentile(background[background > 0], 99.5))
-    rgba = np.zeros((*labels.shape, 4))
-    for value, colour in LABEL_COLOURS.items():
-        rgba[labels == value] = (*colour, 0.45)
-    ax.imshow(rgba)
+    ax.imshow(label_rgba(labels))
 
 
 def _dsc_curves(case_dir: Path, labels_struct: sitk.Image) -> dict[str, np.ndarray]:

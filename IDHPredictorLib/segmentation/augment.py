@@ -3,9 +3,8 @@
 The shipped models learn from simulated patients but must work on real MRI, so every training
 patch gets a new contrast and a new scanner: a random intensity shift per tissue class, a
 random global contrast and gamma, a bias field, blur and resolution loss, noise, and a random
-rotation, flip and smooth elastic warp. Written as batched torch operations (no per-patch
-Python work). The patch centre is the fixed point of every spatial transform, so the label
-(the centre voxel's class) stays valid.
+rotation, flip and smooth elastic warp (applied to the tissue map too, so the targets move
+with the image). Written as batched torch operations (no per-tile Python work).
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ TISSUE_CLASSES = 8  # 0 outside brain, 1-3 tumour classes, 4-6 background intens
 BRAIN_MEAN_Z = 3.0  # raw brain mean / sd, to apply multiplicative (bias) effects to z-scores
 
 
-def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator, out_size: int = 33) -> torch.Tensor:
-    """Augment (n, C, s, s) z-scored patches with their (n, s, s) tissue-class map; return the
-    centre ``out_size`` crop (n, C, out_size, out_size)."""
+def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
+              out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment (n, C, s, s) z-scored tiles with their (n, s, s) tissue-class map; return the
+    warped centre ``out_size`` crops of both: (n, C, o, o) float and (n, o, o) long."""
     n, channels, size, _ = patches.shape
     inside = (tissue > 0).unsqueeze(1).float()
 
@@ -51,8 +51,8 @@ def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Gene
         x[low_res] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
     # 5. noise, then zero outside the brain again
     x = (x + normal(n, channels, size, size) * uniform(0.0, 0.15, n, 1, 1, 1)) * inside
-    # 6. rotation, flips, elastic warp about the centre; crop to the network's patch size
-    return _random_warp(x, generator, out_size)
+    # 6. rotation, flips, elastic warp about the centre, the same for image and tissue map
+    return _random_warp(x, tissue, generator, out_size)
 
 
 def _random_blur(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -73,7 +73,8 @@ def _random_blur(x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generat
     return grouped.reshape(n, channels, size, size)
 
 
-def _random_warp(x: torch.Tensor, generator: torch.Generator, out_size: int) -> torch.Tensor:
+def _random_warp(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
+                 out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     n, _, size, _ = x.shape
     angle = torch.rand(n, generator=generator) * 2 * math.pi
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
@@ -88,4 +89,6 @@ def _random_warp(x: torch.Tensor, generator: torch.Generator, out_size: int) -> 
     centre = out_size // 2
     elastic = elastic - elastic[:, :, centre:centre + 1, centre:centre + 1]  # centre stays put
     grid = grid + elastic.permute(0, 2, 3, 1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    image = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(tissue.unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return image, labels[:, 0].long()

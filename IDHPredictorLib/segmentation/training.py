@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.case import read_case
@@ -21,11 +21,16 @@ from .data import NetworkInput, extract_patches, network_input, pad_for_patches
 from .evaluation import region_metrics
 from .inference import choose_device, predict_labels
 from .model_bundle import save_model
-from .network import CLASS_TO_LABEL, PATCH, Architecture, SegmentationCNN
+from .network import CLASS_TO_LABEL, PATCH, STRIDE, Architecture, SegmentationCNN
 from .postprocess import postprocess
 
-SAMPLING_PATCH = 45  # room for rotation before cropping to 33
-PAD = SAMPLING_PATCH // 2
+# Training runs on 65x65 tiles: the fully convolutional network scores a 9x9 lattice of
+# 33x33 patches per tile (stride 4), sharing the convolutions between them: ~20x more
+# supervised patches per second than one patch per forward pass, and exactly the same model.
+TILE = 65
+TILE_OUTPUTS = (TILE - PATCH) // STRIDE + 1
+SAMPLING_WINDOW = 93  # a 65x65 tile still fits after any rotation
+PAD = SAMPLING_WINDOW // 2
 
 
 @dataclass
@@ -34,10 +39,10 @@ class TrainingOptions:
 
     modalities: tuple[str, ...] = ("flair", "t1ce")
     fc_width: int = 512
-    epochs: int = 8
-    patches_per_epoch: int = 16384
-    batch_size: int = 128
-    learning_rate: float = 0.01
+    epochs: int = 6
+    patches_per_epoch: int = 259200  # 100 steps of 32 tiles x 81 patches
+    batch_size: int = 32  # tiles; each holds 81 patches
+    learning_rate: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 1e-4
     tumour_fraction: float = 0.4
@@ -65,7 +70,7 @@ class TrainingState:
 
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
-    best_score: float = -1.0
+    best_score: float = float("-inf")
 
 
 def prepare_case(case_id: str, data: NetworkInput) -> TrainingCase:
@@ -81,29 +86,45 @@ def prepare_case(case_id: str, data: NetworkInput) -> TrainingCase:
                         np.pad(tissue, ((0, 0), (PAD, PAD), (PAD, PAD))), np.argwhere(data.brain), sites, classes)
 
 
-def sample_batch(cases: list[TrainingCase], rng: np.random.Generator, size: int,
-                 tumour_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Patches (n, C, 45, 45), tissue maps (n, 45, 45) and centre classes (n,).
+def sample_tiles(cases: list[TrainingCase], rng: np.random.Generator, size: int,
+                 tumour_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Windows (n, C, 93, 93) and their tissue maps (n, 93, 93) around sampled centres.
 
-    ``tumour_fraction`` of the patches are centred on tumour, the tumour class drawn uniformly
+    ``tumour_fraction`` of the windows are centred on tumour, the tumour class drawn uniformly
     among those the case has (so small enhancing rims are seen as often as oedema); the rest on
     any brain voxel.
     """
-    patches, tissues, targets = [], [], []
+    windows, tissues = [], []
     for case_index in rng.integers(len(cases), size=size):
         case = cases[case_index]
         present = [s for s in case.tumour_sites if len(s)]
         sites = present[rng.integers(len(present))] if present and rng.random() < tumour_fraction else case.brain_sites
         z, y, x = sites[rng.integers(len(sites))]
-        patches.append(extract_patches(case.padded, np.array([[z, y, x]]), SAMPLING_PATCH, PAD)[0])
-        tissues.append(case.tissue[z, y:y + SAMPLING_PATCH, x:x + SAMPLING_PATCH])
-        targets.append(case.classes[z, y, x])
-    return np.stack(patches), np.stack(tissues), np.asarray(targets, np.int64)
+        windows.append(extract_patches(case.padded, np.array([[z, y, x]]), SAMPLING_WINDOW, PAD)[0])
+        tissues.append(case.tissue[z, y:y + SAMPLING_WINDOW, x:x + SAMPLING_WINDOW])
+    return np.stack(windows), np.stack(tissues)
 
 
-def _centre_crop(patches: torch.Tensor) -> torch.Tensor:
-    start = (patches.shape[-1] - PATCH) // 2
-    return patches[:, :, start:start + PATCH, start:start + PATCH]
+def tile_targets(tissue: torch.Tensor) -> torch.Tensor:
+    """Classes (n, 9, 9) at the centres of the 9x9 patches a 65x65 tile holds (tissue 1-3 = tumour)."""
+    centres = tissue[:, PATCH // 2::STRIDE, PATCH // 2::STRIDE][:, :TILE_OUTPUTS, :TILE_OUTPUTS]
+    return torch.where(centres <= 3, centres, torch.zeros_like(centres))
+
+
+def balanced_weights(targets: torch.Tensor, tumour_fraction: float) -> torch.Tensor:
+    """Per-class loss weights that give tumour ``tumour_fraction`` of the loss, shared equally by
+    the tumour classes present, as the paper's sampling of ~40 % tumour patches does."""
+    counts = torch.bincount(targets.flatten(), minlength=4).float()
+    present = counts[1:] > 0
+    share = torch.zeros(4)
+    share[0] = 1.0 - tumour_fraction if present.any() else 1.0
+    share[1:][present] = tumour_fraction / present.sum().clamp_min(1)
+    return torch.where(counts > 0, share / counts.clamp_min(1), torch.zeros(4))
+
+
+def _centre_crop(tiles: torch.Tensor, size: int) -> torch.Tensor:
+    start = (tiles.shape[-1] - size) // 2
+    return tiles[..., start:start + size, start:start + size]
 
 
 def validation_dice(network: SegmentationCNN, inputs: list[NetworkInput]) -> dict[str, float]:
@@ -158,27 +179,30 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
         scheduler.load_state_dict(saved["scheduler"])
         best_weights = saved["best_weights"]
         state = TrainingState(int(saved["epoch"]), list(saved["history"]), float(saved["best_score"]))
-    loss_function = nn.CrossEntropyLoss()
     started = time.perf_counter()
     for epoch in range(state.epoch, options.epochs):
         network.train()
         rng = np.random.default_rng([options.seed, epoch])
         generator = torch.Generator().manual_seed(options.seed * 1000 + epoch)
         losses = []
-        steps = options.patches_per_epoch // options.batch_size
+        steps = max(1, options.patches_per_epoch // (options.batch_size * TILE_OUTPUTS ** 2))
         for step in range(steps):
-            patches, tissue, targets = sample_batch(train_cases, rng, options.batch_size, options.tumour_fraction)
-            patches_t = torch.from_numpy(patches)
-            inputs = randomise(patches_t, torch.from_numpy(tissue), generator) if options.randomise \
-                else _centre_crop(patches_t)
-            scores = network(inputs.to(device)).flatten(1)
-            loss = loss_function(scores, torch.from_numpy(targets).to(device))
+            windows, tissue = (torch.from_numpy(a) for a in
+                               sample_tiles(train_cases, rng, options.batch_size, options.tumour_fraction))
+            if options.randomise:
+                inputs, tissue = randomise(windows, tissue, generator, TILE)
+            else:
+                inputs, tissue = _centre_crop(windows, TILE), _centre_crop(tissue, TILE).long()
+            scores = network(inputs.to(device))  # (n, 4, 9, 9)
+            targets = tile_targets(tissue)
+            loss = F.cross_entropy(scores, targets.to(device),
+                                   weight=balanced_weights(targets, options.tumour_fraction).to(device))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
-            if progress is not None and (step + 1) % 16 == 0:
-                progress(f"epoch {epoch + 1}/{options.epochs} step {step + 1}/{steps} loss {np.mean(losses[-16:]):.3f}")
+            if progress is not None and (step + 1) % 8 == 0:
+                progress(f"epoch {epoch + 1}/{options.epochs} step {step + 1}/{steps} loss {np.mean(losses[-8:]):.3f}")
         scheduler.step()
         dice = validation_dice(network, validation_inputs) if validation_inputs else {}
         score = float(np.mean(list(dice.values()))) if dice else -float(np.mean(losses))
