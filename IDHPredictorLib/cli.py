@@ -71,8 +71,8 @@ def _train_segmentation(args: argparse.Namespace) -> None:
     options = TrainingOptions(modalities=tuple(args.modalities), fc_width=args.fc_width, epochs=args.epochs,
                               patches_per_epoch=args.patches_per_epoch, seed=args.seed, device=args.device,
                               randomise=not args.no_randomise)
-    with tqdm(desc="training", unit="step", bar_format="{desc}: {postfix}") as bar:
-        record = train(args.cohort, args.out, options, resume=args.resume, progress=bar.set_postfix_str)
+    with tqdm(desc="training", bar_format="{desc} [{elapsed}]") as bar:
+        record = train(args.cohort, args.out, options, resume=args.resume, progress=bar.set_description_str)
     dice = record["metrics"]["held_out_simulated"]["dice"]
     print(f"wrote {args.out}; held-out Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
 

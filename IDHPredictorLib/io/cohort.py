@@ -68,14 +68,21 @@ def _check_row(path: Path, line: int, row: dict[str, str]) -> None:
                          "Use ISO dates, YYYY-MM-DD") from None
 
 
+def case_folders(cohort_dir: str | Path) -> list[Path]:
+    """The case folders of a cohort (sorted; hidden folders skipped). No clinical data needed."""
+    cohort_dir = Path(cohort_dir)
+    if not cohort_dir.is_dir():
+        raise InputError(cohort_dir, "cohort folder not found", "Give the folder that holds the case folders")
+    return sorted(p for p in cohort_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
     """Join every case folder of ``cohort_dir`` to its clinical row; mismatches are errors."""
     cohort_dir = Path(cohort_dir)
-    if not cohort_dir.is_dir():
-        raise InputError(cohort_dir, "cohort folder not found", "Give the folder that holds clinical.csv and the cases")
+    entries = case_folders(cohort_dir)
     rows = read_clinical(cohort_dir / "clinical.csv")
     folders = {}
-    for entry in sorted(p for p in cohort_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for entry in entries:
         case_id, _ = find_case_files(entry)
         if case_id in folders:
             raise InputError(entry, f"case id {case_id!r} also used by {folders[case_id].name}", "Give each case one folder")

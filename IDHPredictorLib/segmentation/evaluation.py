@@ -55,13 +55,13 @@ def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | P
     from ..bundle import update_bundle_metrics
     from ..io.atomic import atomic_path
     from ..io.case import read_case
+    from ..io.cohort import case_folders
     from .inference import choose_device, segment_case
     from .model_bundle import load_model
 
     model = load_model(bundle, choose_device())
     rows = []
-    folders = sorted(p for p in Path(cohort_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
-    for folder in tqdm(folders, desc=f"evaluating {Path(bundle).name}", unit="case"):
+    for folder in tqdm(case_folders(cohort_dir), desc=f"evaluating {Path(bundle).name}", unit="case"):
         case = read_case(folder, modalities=model.modalities, dsc=False)
         if case.labels is None:
             continue

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.case import read_case
-from ..io.cohort import read_cohort
+from ..io.cohort import case_folders
 from .augment import randomise
 from .data import NetworkInput, extract_patches, network_input, pad_for_patches
 from .evaluation import region_metrics
@@ -142,7 +142,8 @@ def validation_dice(network: SegmentationCNN, inputs: list[NetworkInput]) -> dic
 def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptions,
           checkpoint: str | Path | None = None, resume: bool = False,
           progress: Callable[[str], None] | None = None) -> dict:
-    """Train on ``cohort_dir`` and write the best-validation model as a bundle; return its record.
+    """Train on the labelled case folders of ``cohort_dir`` (no clinical.csv needed, so BraTS
+    training data works as is) and write the best-validation model as a bundle; return its record.
 
     The last ``validation_cases`` cases (in a seeded order) are held out for validation Dice.
     A checkpoint after every epoch allows ``resume``; every epoch's sampling is seeded by
@@ -150,21 +151,23 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
     """
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
-    entries = read_cohort(cohort_dir)
-    order = np.random.default_rng(options.seed).permutation(len(entries))
-    if len(entries) <= options.validation_cases:
-        raise InputError(cohort_dir, f"has {len(entries)} cases, too few to hold out {options.validation_cases}",
+    folders = case_folders(cohort_dir)
+    order = np.random.default_rng(options.seed).permutation(len(folders))
+    if len(folders) <= options.validation_cases:
+        raise InputError(cohort_dir, f"has {len(folders)} cases, too few to hold out {options.validation_cases}",
                          "Generate a larger training cohort (idh-predictor phantom --cases 20)")
-    validation_ids = {entries[i].case_id for i in order[-options.validation_cases:]} if options.validation_cases else set()
-    train_cases, validation_inputs = [], []
-    for entry in entries:
-        data = network_input(read_case(entry.folder, modalities=options.modalities, dsc=False), options.modalities)
+    held_out = {folders[i] for i in order[len(folders) - options.validation_cases:]}
+    train_cases, validation_inputs, validation_ids = [], [], []
+    for folder in folders:
+        case = read_case(folder, modalities=options.modalities, dsc=False)
+        data = network_input(case, options.modalities)
         if data.classes is None:
-            raise InputError(entry.folder, "has no label map (_seg)", "Training needs reference labels for every case")
-        if entry.case_id in validation_ids:
+            raise InputError(folder, "has no label map (_seg)", "Training needs reference labels for every case")
+        if folder in held_out:
             validation_inputs.append(data)
+            validation_ids.append(case.case_id)
         else:
-            train_cases.append(prepare_case(entry.case_id, data))
+            train_cases.append(prepare_case(case.case_id, data))
 
     network = SegmentationCNN(Architecture(len(options.modalities), options.fc_width)).to(device)
     optimiser = torch.optim.SGD(network.parameters(), lr=options.learning_rate, momentum=options.momentum,
