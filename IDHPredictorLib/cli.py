@@ -72,7 +72,8 @@ def _train_segmentation(args: argparse.Namespace) -> None:
                               patches_per_epoch=args.patches_per_epoch, seed=args.seed, device=args.device,
                               randomise=not args.no_randomise)
     with tqdm(desc="training", bar_format="{desc} [{elapsed}]") as bar:
-        record = train(args.cohort, args.out, options, resume=args.resume, progress=bar.set_description_str)
+        record = train(args.cohort, args.out, options, resume=args.resume, stop_after=args.stop_after,
+                       progress=bar.set_description_str)
     dice = record["metrics"]["held_out_simulated"]["dice"]
     print(f"wrote {args.out}; held-out Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
 
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--resume", action="store_true", help="continue from <out>.checkpoint.pt")
+    train.add_argument("--stop-after", type=int, help="end this run after N epochs (resume later)")
     train.add_argument("--no-randomise", action="store_true", help="switch off domain randomisation")
     train.set_defaults(run=_train_segmentation)
 

@@ -140,7 +140,7 @@ def validation_dice(network: SegmentationCNN, inputs: list[NetworkInput]) -> dic
 
 
 def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptions,
-          checkpoint: str | Path | None = None, resume: bool = False,
+          checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None,
           progress: Callable[[str], None] | None = None) -> dict:
     """Train on the labelled case folders of ``cohort_dir`` (no clinical.csv needed, so BraTS
     training data works as is) and write the best-validation model as a bundle; return its record.
@@ -148,6 +148,8 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
     The last ``validation_cases`` cases (in a seeded order) are held out for validation Dice.
     A checkpoint after every epoch allows ``resume``; every epoch's sampling is seeded by
     (seed, epoch), so a resumed run continues exactly as an uninterrupted one would.
+    ``stop_after`` ends this run after that many epochs (the bundle then holds the best so far),
+    for training in time-boxed sessions.
     """
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
@@ -183,10 +185,12 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
         best_weights = saved["best_weights"]
         state = TrainingState(int(saved["epoch"]), list(saved["history"]), float(saved["best_score"]))
     started = time.perf_counter()
-    for epoch in range(state.epoch, options.epochs):
+    last_epoch = options.epochs if stop_after is None else min(options.epochs, state.epoch + stop_after)
+    for epoch in range(state.epoch, last_epoch):
         network.train()
         rng = np.random.default_rng([options.seed, epoch])
         generator = torch.Generator().manual_seed(options.seed * 1000 + epoch)
+        torch.manual_seed(options.seed * 1000 + epoch)  # dropout masks: resumed runs match uninterrupted ones
         losses = []
         steps = max(1, options.patches_per_epoch // (options.batch_size * TILE_OUTPUTS ** 2))
         for step in range(steps):

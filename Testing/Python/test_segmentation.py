@@ -149,3 +149,14 @@ def test_segment_and_evaluate_commands(small_cohort: Path, tmp_path: Path, capsy
     capsys.readouterr()
     assert main(["evaluate-segmentation", str(reference), str(reference)]) == 0
     assert json.loads(capsys.readouterr().out)["whole_tumour"]["dice"] == 1.0
+
+
+def test_training_resumes_from_its_checkpoint(small_cohort: Path, tmp_path: Path) -> None:
+    tiny = dict(fc_width=8, patches_per_epoch=8 * 81 * 2, batch_size=8, validation_cases=1, randomise=True)
+    first = train(small_cohort, tmp_path / "a", TrainingOptions(epochs=2, **tiny), stop_after=1)
+    assert (tmp_path / "a.checkpoint.pt").exists() and len(first["training"]["history"]) == 1
+    resumed = train(small_cohort, tmp_path / "a", TrainingOptions(epochs=2, **tiny), resume=True)
+    straight = train(small_cohort, tmp_path / "b", TrainingOptions(epochs=2, **tiny))
+    history, reference = resumed["training"]["history"], straight["training"]["history"]
+    assert len(history) == 2 and history[0] == first["training"]["history"][0]
+    assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in reference], rel=1e-4)
