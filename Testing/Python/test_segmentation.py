@@ -160,3 +160,24 @@ def test_training_resumes_from_its_checkpoint(small_cohort: Path, tmp_path: Path
     history, reference = resumed["training"]["history"], straight["training"]["history"]
     assert len(history) == 2 and history[0] == first["training"]["history"][0]
     assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in reference], rel=1e-4)
+
+
+def test_default_bundle_follows_the_case_modalities() -> None:
+    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, default_bundle_for
+
+    assert default_bundle_for({"flair", "t1ce"}).name == "segmentation-flair-t1ce"
+    assert default_bundle_for({"flair", "t1", "t2"}).name == "segmentation-flair"
+    with pytest.raises(InputError, match="no shipped segmentation model"):
+        default_bundle_for({"t1", "t2"})
+    for bundle in DEFAULT_MODELS.glob("segmentation-*"):
+        assert "SIMULATED" in load_model(bundle).record["trained_on"]
+
+
+def test_shipped_default_model_segments_an_unseen_phantom(full_cohort: Path) -> None:
+    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS
+
+    model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
+    case = read_case(sorted(p for p in full_cohort.iterdir() if p.is_dir())[0], modalities=model.modalities, dsc=False)
+    predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
+    dice = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
+    assert dice["whole_tumour"]["dice"] > 0.75, dice
