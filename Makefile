@@ -26,7 +26,10 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(BIN)/idh-predictor phantom --out $(DEMO_DIR)/cohort --cases $(DEMO_CASES) --seed 0 --preview
-	@echo "Open $(DEMO_DIR)/cohort/preview.png to see one simulated patient beside a real one."
+	$(BIN)/idh-predictor segment $(DEMO_DIR)/cohort/PHANTOM-000 --out $(DEMO_DIR)/PHANTOM-000_predicted_seg.nii.gz \
+		--overlay $(DEMO_DIR)/PHANTOM-000_segmentation.png
+	@echo "Open $(DEMO_DIR)/cohort/preview.png (a simulated patient beside a real one) and"
+	@echo "$(DEMO_DIR)/PHANTOM-000_segmentation.png (the default model's segmentation vs the phantom's labels)."
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
