@@ -74,8 +74,8 @@ def _train_segmentation(args: argparse.Namespace) -> None:
     with tqdm(desc="training", bar_format="{desc} [{elapsed}]") as bar:
         record = train(args.cohort, args.out, options, resume=args.resume, stop_after=args.stop_after,
                        progress=bar.set_description_str)
-    dice = record["metrics"]["held_out_simulated"]["dice"]
-    print(f"wrote {args.out}; held-out Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+    dice = record["metrics"]["validation_simulated"]["dice"]
+    print(f"wrote {args.out}; validation Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -112,6 +112,8 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
     from .segmentation.evaluation import evaluate_cohort, evaluate_files
 
     if args.model:
+        if not args.out:
+            raise SystemExit("idh-predictor evaluate-segmentation: cohort mode needs --out DIR for its CSV and summary")
         summary = evaluate_cohort(args.prediction, args.model, args.out, record_as=args.record_as)
         print(json_dumps(summary))
     else:

@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .images import check_image, check_nifti_nans, has_image_suffix
+from .images import IMAGE_SUFFIXES, check_image, check_nifti_nans, has_image_suffix
 
 log = logging.getLogger(__name__)
 MIN_FRAMES = 20  # fewer frames cannot hold a baseline, a bolus and a recovery
@@ -47,7 +47,7 @@ class DscSeries:
 def sidecar_path(path: Path) -> Path:
     """``<id>_dsc.nii.gz`` -> ``<id>_dsc.json`` (BIDS-style sidecar)."""
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+    for suffix in IMAGE_SUFFIXES:
         if name.lower().endswith(suffix):
             return path.with_name(name[: -len(suffix)] + ".json")
     return path.with_name(name + ".json")
@@ -134,6 +134,8 @@ def _read_dicom_4d(folder: Path) -> tuple[sitk.Image, float | None, float | None
         else:
             raise InputError(name, "DICOM slice has neither TemporalPositionIdentifier nor AcquisitionTime",
                              "Export the DSC series with its temporal tags, or as a 4-D NIfTI")
+        if IMAGE_POSITION not in keys:
+            raise InputError(name, "DICOM slice has no ImagePositionPatient", "Re-export the DSC series with geometry tags")
         position = [float(v) for v in reader.GetMetaData(IMAGE_POSITION).split("\\")]
         direction = np.asarray(reader.GetDirection()).reshape(3, 3)
         groups.setdefault(when, []).append((float(np.dot(direction[:, 2], position)), name))
@@ -151,5 +153,9 @@ def _read_dicom_4d(folder: Path) -> tuple[sitk.Image, float | None, float | None
     volumes = []
     for when in sorted(groups):
         series_reader.SetFileNames([name for _, name in sorted(groups[when])])
-        volumes.append(series_reader.Execute())
+        try:
+            volumes.append(series_reader.Execute())
+        except RuntimeError as error:
+            raise InputError(folder, f"time point {when:g} cannot be read ({str(error).strip().splitlines()[-1]})",
+                             "Re-export the DSC series") from error
     return sitk.JoinSeries(volumes, 0.0, tr or 1.0), tr, te

@@ -31,8 +31,8 @@ def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
     try:
         image = read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
-        raise InputError(path, f"cannot be read as an image ({first_line})",
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+        raise InputError(path, f"cannot be read as an image ({reason})",
                          f"Use NIfTI, NRRD, MHA or a DICOM series folder ({', '.join(IMAGE_SUFFIXES)})") from error
     check_image(image, path, dimension)
     check_nifti_nans(image, path)

@@ -78,7 +78,7 @@ def _random_warp(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generat
     n, _, size, _ = x.shape
     angle = torch.rand(n, generator=generator) * 2 * math.pi
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    scale = 1.0 + 0.1 * (torch.rand(n, generator=generator) - 0.5)
+    scale = 1.0 - 0.1 * torch.rand(n, generator=generator)  # <= 1: a rotated tile stays inside the window
     extent = out_size / size  # sample only the central out_size pixels
     cos, sin = torch.cos(angle) * extent * scale, torch.sin(angle) * extent * scale
     theta = torch.stack([torch.stack([cos * flip, -sin, torch.zeros(n)], 1),

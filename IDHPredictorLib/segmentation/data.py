@@ -28,20 +28,21 @@ class NetworkInput:
     full_shape: tuple[int, int, int]
 
 
-def normalise(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Z-score inside the brain, 0 outside: the per-channel mean removal and variance
-    normalisation of the paper, with statistics of the case's brain (see ``inference``)."""
+def normalise(volume: np.ndarray, brain: np.ndarray, source: object = None) -> np.ndarray:
+    """Z-score inside the brain, 0 outside: the paper's per-channel mean removal and variance
+    normalisation, with the case's brain statistics (per-patch statistics would break the
+    exact equality of dense and patch-wise inference). ``source`` names the image in errors."""
     values = volume[brain]
     sd = values.std()
     if sd == 0:
-        raise InputError(None, "a modality is constant inside the brain", "Check the image export")
+        raise InputError(source, "image is constant inside the brain", "Check the image export")
     return np.where(brain, (volume - values.mean()) / sd, 0.0).astype(np.float32)
 
 
 def brain_box(brain: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
     """Bounding box of the brain mask plus ``margin`` voxels, clipped to the volume."""
     if not brain.any():
-        raise InputError(None, "the images are empty (no brain voxels)", "Check that the case is skull-stripped MRI")
+        raise InputError(None, "the images are empty (no brain voxels)", "Check that the case holds skull-stripped MRI")
     lo = np.argwhere(brain).min(axis=0)
     hi = np.argwhere(brain).max(axis=0) + 1
     return tuple(slice(max(int(l) - margin, 0), min(int(h) + margin, n)) for l, h, n in zip(lo, hi, brain.shape))
@@ -56,7 +57,7 @@ def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = T
     arrays = [sitk.GetArrayFromImage(case.images[m]).astype(np.float32) for m in modalities]
     brain = np.logical_or.reduce([a != 0 for a in arrays])
     box = brain_box(brain, margin=2)
-    channels = np.stack([normalise(a, brain)[box] for a in arrays])
+    channels = np.stack([normalise(a, brain, case.files.get(m, case.folder))[box] for m, a in zip(modalities, arrays)])
     classes = None
     if with_labels and case.labels is not None:
         classes = LABEL_TO_CLASS[sitk.GetArrayFromImage(case.labels)[box]]

@@ -41,7 +41,9 @@ def evaluate_files(prediction: str | Path, reference: str | Path) -> dict[str, d
     truth = read_label_map(Path(reference))
     if not same_grid(predicted, truth):
         raise InputError(prediction, "is not on the reference label map's grid", "Segment the same case's images")
-    return region_metrics(sitk.GetArrayFromImage(predicted), sitk.GetArrayFromImage(truth))
+    predicted_labels = sitk.GetArrayFromImage(predicted)
+    predicted_labels = np.where(predicted_labels == 3, 4, predicted_labels)  # BraTS 2023 enhancing
+    return region_metrics(predicted_labels, sitk.GetArrayFromImage(truth))
 
 
 def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | Path,

@@ -8,6 +8,7 @@ brain masking and post-processing. The output label map has the input's exact ge
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,8 +31,8 @@ def choose_device(preference: str = "auto") -> torch.device:
 @torch.no_grad()
 def dense_scores(model: SegmentationCNN, channels: np.ndarray, z_batch: int = 8,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Raw class scores on the stride-4 lattice: (4, z, ceil(y/4), ceil(x/4)); entry (k, z, i, j)
-    scores the patch centred on voxel (z, 4i, 4j)."""
+    """Raw class scores on the stride-4 lattice: (4, z, ceil((y-1)/4)+1, ceil((x-1)/4)+1); entry
+    (k, z, i, j) scores the patch centred on voxel (z, 4i, 4j)."""
     model.eval()
     device = next(model.parameters()).device
     _, depth, height, width = channels.shape
@@ -71,13 +72,20 @@ def predict_labels(model: SegmentationCNN, channels: np.ndarray, brain: np.ndarr
 
 def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case, postprocessing: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> sitk.Image:
-    """Segment ``case``: labels 1/2/4 on the case's reference grid (same origin, spacing, direction)."""
-    data = network_input(case, modalities, with_labels=False)
+    """Segment ``case``: labels 1/2/4 on the case's reference grid (same origin, spacing, direction).
+
+    The network works on axial slices, so the images are first permuted/flipped to LPS axes
+    (numpy axis 0 = inferior-superior) and the labels are mapped back (nearest neighbour, exact
+    for an axis permutation). Voxel size is not changed.
+    """
+    axial = {m: sitk.DICOMOrient(case.images[m], "LPS") for m in modalities if m in case.images}
+    data = network_input(replace(case, images=axial, labels=None), modalities, with_labels=False)
     box_labels = predict_labels(model, data.channels, data.brain, progress)
     if postprocessing and box_labels.any():
         box_labels = postprocess(box_labels)
+        box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge
     labels = np.zeros(data.full_shape, np.uint8)
     labels[data.box] = box_labels
     image = sitk.GetImageFromArray(labels)
-    image.CopyInformation(case.reference)
-    return image
+    image.CopyInformation(next(iter(axial.values())))
+    return sitk.Resample(image, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,8 @@ KIND = "segmentation"
 WEIGHTS = "weights.pt"
 DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "models"
 # Bundles shipped under Resources/models, in order of preference (the paper's multi-modal pair first).
-DEFAULT_BUNDLES = ("segmentation-flair-t1ce", "segmentation-all", "segmentation-flair")
+# segmentation-all is --model only: it finds no tumour on the real cases (see its model.json).
+DEFAULT_BUNDLES = ("segmentation-flair-t1ce", "segmentation-flair")
 
 
 @dataclass
@@ -51,7 +53,7 @@ def load_model(folder: str | Path, device: torch.device | str = "cpu") -> Segmen
     try:
         state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
         detail = str(error).strip().splitlines()[0][:160]
         raise InputError(folder / WEIGHTS, f"weights do not load into the recorded architecture ({detail})",
                          "The bundle is corrupt or mixed up; re-install or re-train it") from error
@@ -61,6 +63,9 @@ def load_model(folder: str | Path, device: torch.device | str = "cpu") -> Segmen
 
 def default_bundle_for(available: set[str], models_dir: Path = DEFAULT_MODELS) -> Path:
     """The shipped bundle whose modalities the case has, preferring FLAIR + T1c."""
+    if not models_dir.is_dir():
+        raise InputError(models_dir, "shipped model folder not found (the bundles live in the source tree's "
+                         "Resources/models)", "Install from a checkout (pip install -e .) or pass --model BUNDLE")
     for name in DEFAULT_BUNDLES:
         folder = models_dir / name
         if (folder / "model.json").exists():

@@ -12,8 +12,8 @@ which is what makes dense inference exactly equal to patch-by-patch inference.
     fc7      3x3 conv = fully connected, width W, leaky ReLU, dropout -> (N, W, 1, 1)
     fc8      1x1 conv = fully connected, 4 classes (background, core, oedema, enhancing)
 
-On an (H, W) slice padded by 16 pixels, the output is (H/4, W/4): output (i, j) is the class
-scores of the patch centred on pixel (4i, 4j). Layer names are stable: DLR features read them.
+On an (H, W) slice padded by 16 pixels, the output is (ceil((H-1)/4)+1, ceil((W-1)/4)+1) after
+padding H, W up to 4k+1: output (i, j) is the class scores of the patch centred on pixel (4i, 4j). Layer names are stable: DLR features read them.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class SegmentationCNN(nn.Module):
         self.fc7 = nn.Conv2d(CONV_WIDTHS[-1], architecture.fc_width, 3)
         self.fc8 = nn.Conv2d(architecture.fc_width, CLASSES, 1)
         self.activation = nn.LeakyReLU(architecture.leaky_slope)
-        self.dropout = nn.Dropout2d(architecture.dropout)
+        self.dropout = nn.Dropout(architecture.dropout)  # element-wise: each lattice position its own mask
 
     def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
         """Class scores (N, 4, h, w); with ``until`` a layer name, that layer's activations."""

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..io.atomic import atomic_path
 from ..io.case import read_case
 from ..io.cohort import case_folders
 from .augment import randomise
@@ -133,6 +134,7 @@ def validation_dice(network: SegmentationCNN, inputs: list[NetworkInput]) -> dic
     for data in inputs:
         labels = predict_labels(network, data.channels, data.brain)
         labels = postprocess(labels) if labels.any() else labels
+        labels[~data.brain] = 0
         reference = np.asarray(CLASS_TO_LABEL, np.uint8)[data.classes]
         for region, values in region_metrics(labels, reference).items():
             scores.setdefault(region, []).append(values["dice"])
@@ -151,10 +153,12 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
     ``stop_after`` ends this run after that many epochs (the bundle then holds the best so far),
     for training in time-boxed sessions.
     """
+    if options.epochs < 1 or (stop_after is not None and stop_after < 1):
+        raise ValueError("epochs and stop_after must be at least 1")
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
     folders = case_folders(cohort_dir)
-    order = np.random.default_rng(options.seed).permutation(len(folders))
+    order = np.random.default_rng([options.seed, 0x5917]).permutation(len(folders))  # own stream, not epoch 0's
     if len(folders) <= options.validation_cases:
         raise InputError(cohort_dir, f"has {len(folders)} cases, too few to hold out {options.validation_cases}",
                          "Generate a larger training cohort (idh-predictor phantom --cases 20)")
@@ -219,9 +223,10 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
             state.best_score = score
             best_weights = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
         state.epoch = epoch + 1
-        torch.save({"network": network.state_dict(), "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(), "best_weights": best_weights, "epoch": state.epoch,
-                    "history": state.history, "best_score": state.best_score}, checkpoint)
+        with atomic_path(checkpoint) as tmp:  # a run killed while saving keeps the previous checkpoint
+            torch.save({"network": network.state_dict(), "optimiser": optimiser.state_dict(),
+                        "scheduler": scheduler.state_dict(), "best_weights": best_weights, "epoch": state.epoch,
+                        "history": state.history, "best_score": state.best_score}, tmp)
         if progress is not None:
             progress(f"epoch {epoch + 1}/{options.epochs} loss {np.mean(losses):.3f} validation Dice "
                      + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
@@ -235,7 +240,8 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
                      "validation_cases": sorted(validation_ids), "options": {**asdict(options), "modalities": list(options.modalities)},
                      "device": str(device), "history": state.history,
                      "date": dt.date.today().isoformat()},
-        "metrics": {"held_out_simulated": {"dice": best["validation_dice"], "cases": len(validation_ids)}},
+        "metrics": {"validation_simulated": {"dice": best["validation_dice"], "cases": len(validation_ids),
+                                            "note": "held out from training but used to pick the best epoch"}},
     }
     save_model(out_bundle, network.cpu(), options.modalities, metadata)
     return metadata

@@ -56,6 +56,10 @@ def test_preprocess_puts_every_modality_on_the_reference_grid(small_cohort: Path
     images = {m: _image(small_cohort, m) for m in ("t1ce", "flair")}
     shifted = images["flair"]
     shifted.SetOrigin([o + 2.0 for o in shifted.GetOrigin()])
+    unshifted = sitk.GetArrayFromImage(_image(small_cohort, "flair"))
     out = preprocess(images, "t1ce")
     assert out["flair"].GetOrigin() == images["t1ce"].GetOrigin()
-    assert out["flair"].GetSize() == images["t1ce"].GetSize()
+    moved = sitk.GetArrayFromImage(out["flair"])
+    brain = unshifted > 0
+    # content moved by the 2 mm shift: the resampled FLAIR is no longer voxel-aligned with the original
+    assert np.corrcoef(moved[brain], unshifted[brain])[0, 1] < 0.99

@@ -40,9 +40,9 @@ def test_shapes_and_layer_names() -> None:
 def test_dense_inference_equals_patchwise_at_sampled_voxels() -> None:
     network = _network()
     rng = np.random.default_rng(0)
-    channels = rng.standard_normal((2, 3, 37, 42)).astype(np.float32)
-    scores = dense_scores(network, channels)  # (4, z, ceil(y/4), ceil(x/4))
-    lattice = np.array([(z, 4 * i, 4 * j) for z in range(3) for i in range(scores.shape[2])
+    channels = rng.standard_normal((2, 11, 37, 42)).astype(np.float32)  # 11 slices: two z batches
+    scores = dense_scores(network, channels)  # (4, z, ceil((y-1)/4)+1, ceil((x-1)/4)+1)
+    lattice = np.array([(z, 4 * i, 4 * j) for z in range(11) for i in range(scores.shape[2])
                         for j in range(scores.shape[3]) if 4 * i < 37 and 4 * j < 42])
     chosen = lattice[rng.choice(len(lattice), 40, replace=False)]
     with torch.no_grad():
@@ -66,6 +66,7 @@ def test_a_tiny_network_overfits_a_tiny_phantom(small_cohort: Path, tmp_path: Pa
     def whole_tumour_dice(network: SegmentationCNN) -> float:
         return region_metrics(predict_labels(network, data.channels, data.brain), reference)["whole_tumour"]["dice"]
 
+    torch.manual_seed(0)
     untrained = whole_tumour_dice(SegmentationCNN(Architecture(2, 32)))
     options = TrainingOptions(fc_width=32, epochs=4, patches_per_epoch=16 * 81 * 20, batch_size=16, validation_cases=0,
                               randomise=False, learning_rate=0.05)
@@ -94,6 +95,9 @@ def test_output_geometry_equals_input_geometry_also_oblique(small_cohort: Path, 
     np.testing.assert_allclose(labels.GetOrigin(), reference.GetOrigin())
     np.testing.assert_allclose(labels.GetSpacing(), reference.GetSpacing())
     np.testing.assert_allclose(labels.GetDirection(), rotation, atol=1e-6)
+    inside = sitk.GetArrayFromImage(reference) != 0
+    predicted = sitk.GetArrayFromImage(labels)
+    assert predicted.any() and not (predicted.astype(bool) & ~inside).any()  # voxels land inside the brain
 
 
 def test_postprocessing_keeps_subregions_nested() -> None:
@@ -146,9 +150,21 @@ def test_segment_and_evaluate_commands(small_cohort: Path, tmp_path: Path, capsy
     written, source = sitk.ReadImage(str(out)), sitk.ReadImage(str(case / f"{case.name}_flair.nii.gz"))
     assert written.GetSize() == source.GetSize() and written.GetOrigin() == source.GetOrigin()
     reference = case / f"{case.name}_seg.nii.gz"
+    truth = sitk.ReadImage(str(reference))
+    array = sitk.GetArrayFromImage(truth)
+    predicted = np.where(array == 4, 3, array)  # BraTS 2023 enhancing label
+    predicted[:, :, : array.shape[2] // 2] = 0  # half the tumour missed
+    prediction = sitk.GetImageFromArray(predicted)
+    prediction.CopyInformation(truth)
+    sitk.WriteImage(prediction, str(tmp_path / "half.nii.gz"))
+    whole_truth, whole_predicted = (array > 0).sum(), (predicted > 0).sum()
     capsys.readouterr()
-    assert main(["evaluate-segmentation", str(reference), str(reference)]) == 0
-    assert json.loads(capsys.readouterr().out)["whole_tumour"]["dice"] == 1.0
+    assert main(["evaluate-segmentation", str(tmp_path / "half.nii.gz"), str(reference)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["whole_tumour"]["dice"] == pytest.approx(2 * whole_predicted / (whole_truth + whole_predicted))
+    assert metrics["enhancing"]["ppv"] == 1.0  # label 3 read as enhancing
+    with pytest.raises(SystemExit, match="cohort mode needs --out"):
+        main(["evaluate-segmentation", str(small_cohort), "--model", str(bundle)])
 
 
 def test_training_resumes_from_its_checkpoint(small_cohort: Path, tmp_path: Path) -> None:
@@ -167,6 +183,7 @@ def test_default_bundle_follows_the_case_modalities() -> None:
 
     assert default_bundle_for({"flair", "t1ce"}).name == "segmentation-flair-t1ce"
     assert default_bundle_for({"flair", "t1", "t2"}).name == "segmentation-flair"
+    assert default_bundle_for({"flair", "t1", "t1ce", "t2"}).name == "segmentation-flair-t1ce"
     with pytest.raises(InputError, match="no shipped segmentation model"):
         default_bundle_for({"t1", "t2"})
     for bundle in DEFAULT_MODELS.glob("segmentation-*"):
