@@ -63,17 +63,22 @@ def resample_to(image: sitk.Image, reference: sitk.Image, transform: sitk.Transf
     return sitk.Resample(image, reference, transform or sitk.Transform(), interpolator, 0.0, image.GetPixelID())
 
 
-def zscore(image: sitk.Image, mask: sitk.Image | None = None) -> sitk.Image:
-    """Float32 image with zero mean and unit sd inside ``mask`` (default: non-zero voxels), 0 outside."""
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    inside = sitk.GetArrayFromImage(brain_mask(image) if mask is None else mask).astype(bool)
+def zscore_array(volume: np.ndarray, inside: np.ndarray, source: object = None) -> np.ndarray:
+    """Float32 array with zero mean and unit sd inside the boolean mask ``inside``, 0 outside.
+    ``source`` (a path or name) is what an error message names."""
     if inside.sum() < 2:
-        raise InputError(None, "brain mask is empty, cannot z-score", "Check that the image is skull-stripped and not blank")
-    values = array[inside]
+        raise InputError(source, "brain mask is empty, cannot z-score", "Check that the image is skull-stripped, not blank")
+    values = volume[inside]
     sd = values.std()
     if sd == 0:
-        raise InputError(None, "image is constant inside the brain mask", "Check the image export")
-    out = np.where(inside, (array - values.mean()) / sd, 0.0).astype(np.float32)
+        raise InputError(source, "image is constant inside the brain", "Check the image export")
+    return np.where(inside, (volume - values.mean()) / sd, 0.0).astype(np.float32)
+
+
+def zscore(image: sitk.Image, mask: sitk.Image | None = None) -> sitk.Image:
+    """Float32 image with zero mean and unit sd inside ``mask`` (default: non-zero voxels), 0 outside."""
+    inside = sitk.GetArrayFromImage(brain_mask(image) if mask is None else mask).astype(bool)
+    out = zscore_array(sitk.GetArrayFromImage(image).astype(np.float32), inside)
     result = sitk.GetImageFromArray(out)
     result.CopyInformation(image)
     return result

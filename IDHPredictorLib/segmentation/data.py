@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io.case import Case
+from ..preprocessing import zscore_array
 from .network import CLASS_TO_LABEL, HALF
 
 LABEL_TO_CLASS = np.zeros(256, np.int64)
@@ -26,17 +27,6 @@ class NetworkInput:
     brain: np.ndarray
     classes: np.ndarray | None
     full_shape: tuple[int, int, int]
-
-
-def normalise(volume: np.ndarray, brain: np.ndarray, source: object = None) -> np.ndarray:
-    """Z-score inside the brain, 0 outside: the paper's per-channel mean removal and variance
-    normalisation, with the case's brain statistics (per-patch statistics would break the
-    exact equality of dense and patch-wise inference). ``source`` names the image in errors."""
-    values = volume[brain]
-    sd = values.std()
-    if sd == 0:
-        raise InputError(source, "image is constant inside the brain", "Check the image export")
-    return np.where(brain, (volume - values.mean()) / sd, 0.0).astype(np.float32)
 
 
 def brain_box(brain: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
@@ -57,7 +47,9 @@ def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = T
     arrays = [sitk.GetArrayFromImage(case.images[m]).astype(np.float32) for m in modalities]
     brain = np.logical_or.reduce([a != 0 for a in arrays])
     box = brain_box(brain, margin=2)
-    channels = np.stack([normalise(a, brain, case.files.get(m, case.folder))[box] for m, a in zip(modalities, arrays)])
+    # the paper's per-channel mean removal and variance normalisation, with the case's brain
+    # statistics: per-patch statistics would break the exact equality of dense and patch-wise inference
+    channels = np.stack([zscore_array(a, brain, case.files.get(m, case.folder))[box] for m, a in zip(modalities, arrays)])
     classes = None
     if with_labels and case.labels is not None:
         classes = LABEL_TO_CLASS[sitk.GetArrayFromImage(case.labels)[box]]
