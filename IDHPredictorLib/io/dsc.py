@@ -84,7 +84,7 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
         if image.GetDimension() == 3 and image.GetNumberOfComponentsPerPixel() > 1:
             image = _components_to_time(image)  # e.g. Slicer's multivolume NRRD: one component per frame
     else:
-        raise InputError(path, "unknown DSC file type", f"Use one of .nii.gz, .nrrd, .mha or a DICOM folder")
+        raise InputError(path, "unknown DSC file type", "Use one of .nii.gz, .nrrd, .mha or a DICOM folder")
     check_image(image, path, 4)
     check_nifti_nans(image, path)
     sidecar = {} if path.is_dir() else _read_sidecar(path)

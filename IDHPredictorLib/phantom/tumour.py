@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..morphology import FULLY_CONNECTED_3D, largest_component
 from .anatomy import Anatomy
 from .traits import PatientTraits
 
@@ -32,12 +33,12 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: n
     return (field - field.mean()) / (field.std() + 1e-6)
 
 
-def _choose_centre(rng: np.random.Generator, anatomy: Anatomy, frontal: bool, radius_vox: np.ndarray) -> np.ndarray:
+def _choose_centre(rng: np.random.Generator, anatomy: Anatomy, brain: np.ndarray, frontal: bool,
+                   radius_vox: np.ndarray) -> np.ndarray:
     """A white-matter voxel (z, y, x) off the midline, in the frontal lobe or behind it.
 
     Frontal = the anterior 40 % of the brain's extent (low y index: ITK LPS, +y posterior).
     """
-    brain = anatomy.brain
     wm = anatomy.fractions["wm"] > 0.6
     ys = np.where(brain.any(axis=(0, 2)))[0]
     xs = np.where(brain.any(axis=(0, 1)))[0]
@@ -62,7 +63,8 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
     grid = anatomy.grid
     spacing_zyx = np.asarray(grid.spacing[::-1])
     radius_vox = traits.whole_radius_mm / spacing_zyx
-    centre = _choose_centre(rng, anatomy, traits.frontal, radius_vox)
+    brain_full = anatomy.brain  # computed once: it sums three full-size maps
+    centre = _choose_centre(rng, anatomy, brain_full, traits.frontal, radius_vox)
     half = np.ceil(radius_vox * 1.9).astype(int)
     lo = np.maximum(centre - half, 0)
     hi = np.minimum(centre + half + 1, grid.shape)
@@ -78,15 +80,15 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
     n1, n2, n3 = (_smooth_noise(rng, shape, sigma) for _ in range(3))
     texture = _smooth_noise(rng, shape, 2.0 / spacing_zyx)
 
-    brain = anatomy.brain[box] & (anatomy.fractions["csf"][box] < 0.5)
+    brain = brain_full[box] & (anatomy.fractions["csf"][box] < 0.5)
     wm = anatomy.fractions["wm"][box]
     a = traits.margin_irregularity
     core_level = r / traits.core_fraction + 0.5 * a * n2
     core = (core_level < 1.0) & brain
-    core = _largest_component(core)
+    core = largest_component(core, FULLY_CONNECTED_3D)
     whole = ((r + a * n1 - traits.infiltration * (wm - 0.5) < 1.0) & brain) | ndimage.binary_dilation(core, iterations=2)
-    whole &= anatomy.brain[box]
-    whole = _largest_component(whole)
+    whole &= brain_full[box]
+    whole = largest_component(whole, FULLY_CONNECTED_3D)
     core &= whole
 
     enhancing = np.zeros_like(core)
@@ -117,13 +119,3 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.standard_normal((3, 3)))
     q *= np.sign(np.diag(r))
     return q if np.linalg.det(q) > 0 else -q
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 26-connected component (a tumour is one lesion here)."""
-    labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labelled.ravel())
-    sizes[0] = 0
-    return labelled == sizes.argmax()

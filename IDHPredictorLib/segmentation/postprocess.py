@@ -6,14 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-
-def _largest_region(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    labelled, count = ndimage.label(mask, structure=structure)
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labelled.ravel())
-    sizes[0] = 0
-    return labelled == sizes.argmax()
+from ..morphology import FULLY_CONNECTED_3D, largest_component
 
 
 def postprocess(labels: np.ndarray, box_size: int = 3) -> np.ndarray:
@@ -23,9 +16,9 @@ def postprocess(labels: np.ndarray, box_size: int = 3) -> np.ndarray:
     paper's per-slice candidate), then a ``box_size``^3 box filter (majority). Core and
     enhancing are smoothed the same way and clipped to the region that must contain them.
     """
-    whole = _largest_region(labels > 0, np.ones((3, 3, 3)))
+    whole = largest_component(labels > 0, FULLY_CONNECTED_3D)
     for z in np.flatnonzero(whole.any(axis=(1, 2))):
-        whole[z] = _largest_region(whole[z])
+        whole[z] = largest_component(whole[z])
     whole = _box_smooth(whole, box_size)
     core = _box_smooth(np.isin(labels, (1, 4)), box_size) & whole
     enhancing = _box_smooth(labels == 4, box_size) & core
