@@ -6,12 +6,31 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import __version__
 from .errors import InputError
+from .segmentation.network import LAYERS
+
+
+def tqdm_progress(description: str, unit: str = "step") -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback drawing one tqdm bar (opened on first call, closed at the end)."""
+    bar: tqdm | None = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=description, unit=unit)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return advance
 
 
 def _phantom(args: argparse.Namespace) -> None:
@@ -87,13 +106,8 @@ def _segment(args: argparse.Namespace) -> None:
     bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
     model = load_model(bundle, choose_device(args.device))
     case = read_case(args.case_dir, modalities=model.modalities, dsc=False)
-    with tqdm(total=1, desc=f"segmenting {case.case_id} ({bundle.name})", unit="slice") as bar:
-        def advance(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-        labels = segment_case(model.network, model.modalities, case, postprocessing=not args.no_postprocess,
-                              progress=advance)
+    labels = segment_case(model.network, model.modalities, case, postprocessing=not args.no_postprocess,
+                          progress=tqdm_progress(f"segmenting {case.case_id} ({bundle.name})", "slice"))
     write_image(labels, args.out)
     print(f"wrote {args.out}")
     if args.overlay:
@@ -120,6 +134,48 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
         if args.reference is None:
             raise SystemExit("idh-predictor evaluate-segmentation: give PRED REF, or COHORT --model BUNDLE --out DIR")
         print(json_dumps(evaluate_files(args.prediction, args.reference)))
+
+
+def _dlr(args: argparse.Namespace) -> None:
+    import datetime as dt
+
+    from .dlr.evaluate import DlrSettings, evaluate_dlr
+
+    settings = DlrSettings(
+        model=Path(args.model) if args.model else DlrSettings.model,
+        single_modality_model=None if args.no_single_modality else (Path(args.single_modality_model) if args.single_modality_model
+                                                                   else DlrSettings.single_modality_model),
+        layer=args.layer, validation=args.validation, split_date=dt.date.fromisoformat(args.split_date),
+        folds=args.folds, repeats=args.repeats, k=args.k if args.k == "auto" else int(args.k),
+        radiomics=not args.no_radiomics, compare_layers=args.compare_layers, permute_labels=args.permute_labels,
+        seed=args.seed, cache_dir=Path(args.cache) if args.cache else None, workers=args.workers)
+    started = time.perf_counter()
+    results = evaluate_dlr(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
+                           Path(args.save_model) if args.save_model else None)
+    for result in results:
+        auc = result.metrics["auc"]
+        print(f"{result.name:45s} AUC {auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+              if auc["value"] is not None else f"{result.name:45s} AUC n/a")
+    print(f"report: {Path(args.out) / 'report.json'}, {Path(args.out) / 'table.md'}, {Path(args.out) / 'roc.png'} "
+          f"({time.perf_counter() - started:.0f} s)")
+    if args.save_model:
+        print(f"model bundle: {args.save_model}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import json
+
+    from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
+
+    result = {"dlr": predict_dlr(args.case_dir, Path(args.dlr_model) if args.dlr_model else DEFAULT_DLR_MODEL,
+                                 progress=tqdm_progress("deep descriptors", "scale"))}
+    text = json.dumps(result, indent=2)
+    if args.out:
+        from .io.atomic import atomic_path
+
+        with atomic_path(Path(args.out)) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+    print(text)
 
 
 def json_dumps(value: object) -> str:
@@ -194,6 +250,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="cohort mode: folder for per-case CSV and summary JSON")
     evaluate.add_argument("--record-as", help="cohort mode: also store the summary in the bundle's model.json")
     evaluate.set_defaults(run=_evaluate_segmentation)
+
+    dlr = commands.add_parser("dlr", help="evaluate deep-learning radiomics (and the radiomics baseline) on a cohort")
+    dlr.add_argument("cohort", help="cohort folder: case folders with _seg masks + clinical.csv")
+    dlr.add_argument("--out", required=True, help="folder for report.json, table.md, roc.png")
+    dlr.add_argument("--model", help="segmentation bundle used as filter bank (default: FLAIR+T1c)")
+    dlr.add_argument("--single-modality-model", help="second bundle for single-modality DLR (default: FLAIR)")
+    dlr.add_argument("--no-single-modality", action="store_true", help="skip single-modality DLR")
+    dlr.add_argument("--layer", choices=LAYERS, default="conv6", help="layer whose responses are the descriptors")
+    dlr.add_argument("--compare-layers", action="store_true", help="also evaluate every layer (paper Table 3)")
+    dlr.add_argument("--validation", choices=("loocv", "temporal", "kfold"), default="loocv")
+    dlr.add_argument("--split-date", default="2015-01-01", help="temporal: train on diagnoses before this date")
+    dlr.add_argument("--folds", type=int, default=5, help="kfold: number of folds")
+    dlr.add_argument("--repeats", type=int, default=5, help="kfold: repetitions (scores averaged)")
+    dlr.add_argument("--k", default="auto", help="features kept after the F-score ranking, or auto (nested CV)")
+    dlr.add_argument("--no-radiomics", action="store_true", help="skip the pyradiomics baseline")
+    dlr.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
+    dlr.add_argument("--save-model", help="also fit on the whole cohort and write a DLR bundle here")
+    dlr.add_argument("--cache", help="descriptor cache folder (default: COHORT/.idhpredictor-cache)")
+    dlr.add_argument("--seed", type=int, default=0)
+    dlr.add_argument("--workers", type=int, default=1, help="processes for radiomics features")
+    dlr.set_defaults(run=_dlr)
+
+    predict = commands.add_parser("predict", help="IDH prediction for one case")
+    predict.add_argument("case_dir")
+    predict.add_argument("--dlr-model", help="DLR bundle (default: the shipped one)")
+    predict.add_argument("--out", help="also write the result as JSON here")
+    predict.set_defaults(run=_predict)
     return parser
 
 

@@ -18,6 +18,7 @@ padding H, W up to 4k+1: output (i, j) is the class scores of the patch centred 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -63,15 +64,43 @@ class SegmentationCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
         """Class scores (N, 4, h, w); with ``until`` a layer name, that layer's activations."""
+        for name, x in self._stages(x):
+            if name == until:
+                return x
+        return x
+
+    def layer_outputs(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Activations of several ``layers`` from one pass (stops after the deepest one asked for)."""
+        unknown = set(layers) - set(LAYERS)
+        if unknown:
+            raise ValueError(f"unknown layer(s) {sorted(unknown)}; choose from {', '.join(LAYERS)}")
+        outputs = {}
+        for name, x in self._stages(x):
+            if name in layers:
+                outputs[name] = x
+                if len(outputs) == len(set(layers)):
+                    break
+        return outputs
+
+    def _stages(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (layer name, activations) in order; pooling happens between the named layers."""
         for index in range(1, 7):
             x = self.activation(getattr(self, f"conv{index}")(x))
-            if until == f"conv{index}":
-                return x
+            yield f"conv{index}", x
             if index == 3:
                 x = self.pool1(x)
             elif index == 6:
                 x = self.pool2(x)
         x = self.activation(self.fc7(x))
-        if until == "fc7":
-            return x
-        return self.fc8(self.dropout(x))
+        yield "fc7", x
+        yield "fc8", self.fc8(self.dropout(x))
+
+
+# Where each layer's output (i, j) sits on the input: the centre of its receptive field is input
+# pixel (offset + stride * i, offset + stride * j) for an unpadded input. Derived from the layer
+# list above (valid 3x3 convs add 1 to the offset, 3x3/2 pools double the stride) and checked in a test.
+LAYER_GEOMETRY: dict[str, tuple[int, int]] = {
+    "conv1": (1, 1), "conv2": (1, 2), "conv3": (1, 3),
+    "conv4": (2, 6), "conv5": (2, 8), "conv6": (2, 10),
+    "fc7": (4, 16), "fc8": (4, 16),
+}

@@ -1,0 +1,83 @@
+"""Evaluation reports: ``report.json`` (metric keys auc, acc, sens, spec, ppv, npv, mcc, each with
+a bootstrap CI), a Markdown table laid out like the papers' tables, and ROC curves as PNG."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from ..io.atomic import atomic_path
+from ..plotting import plt
+from .metrics import METRIC_KEYS
+
+
+@dataclass
+class EvaluationResult:
+    """One evaluated model: what it is, on which patients and how validated, and its metrics."""
+
+    name: str
+    section: str
+    validation: str
+    y_true: np.ndarray
+    scores: np.ndarray
+    metrics: dict[str, dict[str, float | None]]
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "section": self.section, "validation": self.validation,
+                "n_patients": int(len(self.y_true)), "n_positive": int(np.sum(self.y_true)),
+                "metrics": self.metrics, **self.extra}
+
+
+def _cell(metric: dict[str, float | None]) -> str:
+    value, low, high = metric["value"], metric["ci_low"], metric["ci_high"]
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if low is None else f"{value:.4f} ({low:.2f}-{high:.2f})"
+
+
+def markdown_table(results: list[EvaluationResult]) -> str:
+    """Rows grouped by section, columns Methods | AUC | ACC | SENS | SPEC | PPV | NPV | MCC."""
+    lines = ["| Methods | " + " | ".join(k.upper() for k in METRIC_KEYS) + " |",
+             "|---" * (len(METRIC_KEYS) + 1) + "|"]
+    section = None
+    for result in results:
+        if result.section != section:
+            section = result.section
+            lines.append(f"| **{section}** |" + " |" * len(METRIC_KEYS))
+        lines.append(f"| {result.name} | " + " | ".join(_cell(result.metrics[k]) for k in METRIC_KEYS) + " |")
+    return "\n".join(lines) + "\n\nValues with bootstrap 95% CI (1,000 resamples of patients).\n"
+
+
+def roc_figure(results: list[EvaluationResult], path: Path, title: str) -> None:
+    """ROC curves of the results (those with both classes tested) in one PNG."""
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=110)
+    for result in results:
+        if result.metrics["auc"]["value"] is None:
+            continue
+        fpr, tpr, _ = roc_curve(result.y_true, result.scores)
+        axes.plot(fpr, tpr, label=f"{result.name} (AUC {result.metrics['auc']['value']:.3f})")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+
+
+def write_report(out_dir: Path, results: list[EvaluationResult], title: str, settings: dict[str, object]) -> Path:
+    """Write report.json, table.md and roc.png into ``out_dir``; return the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(results)
+    with atomic_path(out_dir / "table.md") as tmp:
+        tmp.write_text(f"# {title}\n\n{table}", encoding="utf-8")
+    roc_figure(results, out_dir / "roc.png", title)
+    record = {"title": title, "settings": settings, "results": [r.as_dict() for r in results]}
+    with atomic_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return out_dir / "report.json"

@@ -1,0 +1,163 @@
+"""Fisher vector, selectors, metrics and splits of the DLR pipeline, on small synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.feature import fisher_vector
+from sklearn.mixture import GaussianMixture
+
+from IDHPredictorLib.dlr.fisher import FisherVectorEncoder, improved_fisher_vector
+from IDHPredictorLib.dlr.model import dlr_pipeline, selection_classifier
+from IDHPredictorLib.dlr.selection import FScoreSelector, WelchTTestSelector, f_scores
+from IDHPredictorLib.segmentation.network import LAYER_GEOMETRY, LAYERS, Architecture, SegmentationCNN
+from IDHPredictorLib.validation.crossval import out_of_fold_scores
+from IDHPredictorLib.validation.metrics import binary_metrics, metrics_with_ci
+from IDHPredictorLib.validation.splits import leave_one_out, repeated_kfold
+
+
+def _gmm(descriptors: np.ndarray, components: int) -> GaussianMixture:
+    return GaussianMixture(components, covariance_type="diag", random_state=0).fit(descriptors)
+
+
+def test_fisher_vector_matches_skimage_without_weight_terms() -> None:
+    rng = np.random.default_rng(0)
+    descriptors = np.concatenate([rng.normal(0, 1, (200, 6)), rng.normal(3, 0.5, (150, 6))])
+    gmm = _gmm(descriptors, 4)
+    ours = improved_fisher_vector(descriptors[:120], gmm.weights_, gmm.means_, gmm.covariances_)
+    reference = fisher_vector(descriptors[:120], gmm, improved=True)[4:]  # drop skimage's K weight terms
+    reference /= np.linalg.norm(reference)  # ...and renormalise without them
+    reference[4 * 6:] *= -1  # skimage's variance block has the opposite sign to VLFeat's
+    assert ours.shape == (2 * 4 * 6,)
+    assert np.linalg.norm(ours - reference) / np.linalg.norm(reference) < 1e-5
+
+
+def test_fisher_vector_ignores_descriptor_order() -> None:
+    rng = np.random.default_rng(1)
+    descriptors = rng.normal(size=(300, 5))
+    gmm = _gmm(descriptors, 3)
+    args = (gmm.weights_, gmm.means_, gmm.covariances_)
+    shuffled = descriptors[rng.permutation(len(descriptors))]
+    np.testing.assert_allclose(improved_fisher_vector(descriptors, *args), improved_fisher_vector(shuffled, *args), atol=1e-12)
+
+
+def test_fisher_vector_of_a_single_component_by_hand() -> None:
+    # x = 0 and 2 under N(0.5, 1): u = mean(x - 0.5) = 0.5; v = mean((x - 0.5)^2 - 1) / sqrt(2) = 0.25 / sqrt(2)
+    vector = improved_fisher_vector(np.array([[0.0], [2.0]]), np.array([1.0]), np.array([[0.5]]), np.array([[1.0]]))
+    u, v = np.sqrt(0.5), np.sqrt(0.25 / np.sqrt(2))  # signed square roots
+    np.testing.assert_allclose(vector, np.array([u, v]) / np.hypot(u, v), rtol=1e-12)
+
+
+def test_encoder_output_size_and_names() -> None:
+    rng = np.random.default_rng(2)
+    patients = [rng.normal(size=(rng.integers(50, 90), 4)) for _ in range(6)]
+    encoder = FisherVectorEncoder(n_components=3, descriptors_per_patient=40).fit(patients)
+    encoded = encoder.transform(patients)
+    assert encoded.shape == (6, 2 * 3 * 4)
+    np.testing.assert_allclose(np.linalg.norm(encoded, axis=1), 1.0)
+    names = encoder.feature_names("conv6")
+    assert len(names) == 24 and names[0] == "conv6 filter 1, component 1, mean" and names[-1].endswith("variance")
+
+
+def test_selectors_keep_informative_features_and_never_none() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 20)
+    X = rng.normal(size=(40, 50))
+    X[:, 7] += 2.0 * y  # the one informative feature
+    assert WelchTTestSelector().fit(X, y).get_support()[7]
+    assert np.argmax(f_scores(X, y)) == 7
+    assert FScoreSelector(k=1).fit(X, y).get_support(indices=True).tolist() == [7]
+    constant = np.ones((40, 3))
+    assert WelchTTestSelector().fit(constant, y).get_support().sum() == 1  # at least one feature survives
+
+
+def test_selection_is_fitted_on_the_training_fold_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    n = 24
+    y = np.tile([0, 1], n // 2)
+    X = np.column_stack([np.arange(n), rng.normal(size=(n, 30))])  # column 0 identifies the patient
+    seen: list[set[int]] = []
+    original_fit = WelchTTestSelector.fit
+
+    def spy(self, features, labels):
+        seen.append(set(np.asarray(features)[:, 0].astype(int)))
+        return original_fit(self, features, labels)
+
+    monkeypatch.setattr(WelchTTestSelector, "fit", spy)
+    splits = leave_one_out(n)
+    out_of_fold_scores(lambda: selection_classifier(k=5), X, y, splits)
+    assert len(seen) == n
+    for (train, test), patients in zip(splits, seen):
+        assert patients == set(train.tolist()) and test[0] not in patients
+
+
+def _synthetic_descriptor_cohort(n: int, shift: float, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Patients as bags of 4-D descriptors; mutants' bags have a shifted second cluster."""
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], n // 2)
+    bags = [np.concatenate([rng.normal(0, 1, (60, 4)), rng.normal(3 + shift * label, 1, (40, 4))]) for label in y]
+    return bags, y
+
+
+def test_dlr_pipeline_learns_a_signal_and_permuted_labels_give_chance() -> None:
+    bags, y = _synthetic_descriptor_cohort(40, shift=1.0, seed=5)
+    splits = leave_one_out(len(y))
+
+    def make() -> object:
+        return dlr_pipeline(k=8, n_components=4)
+
+    true_auc = binary_metrics(y, out_of_fold_scores(make, bags, y, splits))["auc"]
+    assert true_auc > 0.9
+    # under shuffled labels one LOOCV AUC on 40 patients has sd ~0.09: average four permutations
+    permuted_aucs = []
+    for seed in range(4):
+        permuted = np.random.default_rng(seed).permutation(y)
+        permuted_aucs.append(binary_metrics(permuted, out_of_fold_scores(make, bags, permuted, splits))["auc"])
+    assert abs(np.mean(permuted_aucs) - 0.5) < 0.1
+
+
+def test_metrics_against_a_hand_computed_confusion_matrix() -> None:
+    y = np.array([1, 1, 1, 0, 0])
+    scores = np.array([2.0, 1.0, -1.0, -2.0, 0.5])  # calls: TP, TP, FN, TN, FP
+    metrics = binary_metrics(y, scores)
+    expected = {"auc": 5 / 6, "acc": 3 / 5, "sens": 2 / 3, "spec": 1 / 2, "ppv": 2 / 3, "npv": 1 / 2,
+                "mcc": (2 * 1 - 1 * 1) / np.sqrt(3 * 3 * 2 * 2)}
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value), key
+    with_ci = metrics_with_ci(y, scores, resamples=200)
+    assert with_ci["acc"]["ci_low"] <= 0.6 <= with_ci["acc"]["ci_high"]
+
+
+def test_metrics_of_a_single_class_do_not_crash() -> None:
+    metrics = binary_metrics(np.ones(4), np.array([1.0, 2.0, -1.0, 3.0]))
+    assert metrics["auc"] is None and metrics["spec"] is None  # no wild-type patient
+    assert metrics["sens"] == 0.75 and metrics["ppv"] == 1.0 and metrics["npv"] == 0.0 and metrics["mcc"] == 0.0
+    with_ci = metrics_with_ci(np.ones(4), np.array([1.0, 2.0, -1.0, 3.0]), resamples=50)
+    assert with_ci["auc"] == {"value": None, "ci_low": None, "ci_high": None}
+
+
+def test_kfold_keeps_a_patients_samples_in_one_fold() -> None:
+    groups = np.repeat(np.arange(20), 8)  # 8 windows per patient
+    y = np.repeat(np.tile([0, 1], 10), 8)
+    for train, test in repeated_kfold(y, folds=5, repeats=2, groups=groups)[1]:
+        assert not set(groups[train]) & set(groups[test])
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layer_geometry_is_the_receptive_field(layer: str) -> None:
+    """Output (0, i) depends on exactly input columns stride*i .. stride*i + 2*offset."""
+    torch.manual_seed(0)
+    network = SegmentationCNN(Architecture(in_channels=1)).eval()
+    stride, offset = LAYER_GEOMETRY[layer]
+    x = torch.randn(1, 1, 2 * offset + 1 + 3 * stride, 2 * offset + 1 + 3 * stride)
+    base = network(x, until=layer)
+    i = 2  # an output column away from the edges
+    window = slice(stride * i, stride * i + 2 * offset + 1)
+    outside = x.clone()
+    outside[..., :window.start] += 5
+    outside[..., window.stop:] += 5
+    inside = x.clone()
+    inside[..., window] += 5
+    assert torch.allclose(network(outside, until=layer)[..., 0, i], base[..., 0, i])
+    assert not torch.allclose(network(inside, until=layer)[..., 0, i], base[..., 0, i])
