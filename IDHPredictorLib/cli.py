@@ -146,7 +146,7 @@ def _dlr(args: argparse.Namespace) -> None:
         single_modality_model=None if args.no_single_modality else (Path(args.single_modality_model) if args.single_modality_model
                                                                    else DlrSettings.single_modality_model),
         layer=args.layer, validation=args.validation, split_date=dt.date.fromisoformat(args.split_date),
-        folds=args.folds, repeats=args.repeats, k=args.k if args.k == "auto" else int(args.k),
+        folds=args.folds, repeats=args.repeats, k=args.k if args.k == "auto" else int(args.k), components=args.components,
         radiomics=not args.no_radiomics, compare_layers=args.compare_layers, permute_labels=args.permute_labels,
         seed=args.seed, cache_dir=Path(args.cache) if args.cache else None, workers=args.workers)
     started = time.perf_counter()
@@ -264,12 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     dlr.add_argument("--folds", type=int, default=5, help="kfold: number of folds")
     dlr.add_argument("--repeats", type=int, default=5, help="kfold: repetitions (scores averaged)")
     dlr.add_argument("--k", default="auto", help="features kept after the F-score ranking, or auto (nested CV)")
+    dlr.add_argument("--components", type=int, default=64, help="Gaussian components of the Fisher vector GMM")
     dlr.add_argument("--no-radiomics", action="store_true", help="skip the pyradiomics baseline")
     dlr.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
     dlr.add_argument("--save-model", help="also fit on the whole cohort and write a DLR bundle here")
     dlr.add_argument("--cache", help="descriptor cache folder (default: COHORT/.idhpredictor-cache)")
     dlr.add_argument("--seed", type=int, default=0)
-    dlr.add_argument("--workers", type=int, default=1, help="processes for radiomics features")
+    dlr.add_argument("--workers", type=int, default=1, help="processes for cross-validation folds and radiomics features")
     dlr.set_defaults(run=_dlr)
 
     predict = commands.add_parser("predict", help="IDH prediction for one case")

@@ -11,7 +11,7 @@ encoding and of the on-disk cache stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.case import Case
+from ..io.images import same_grid
 from ..segmentation.data import network_input
 from ..segmentation.network import LAYER_GEOMETRY, LAYERS, SegmentationCNN
 
@@ -50,13 +51,16 @@ def deep_descriptors(network: SegmentationCNN, modalities: tuple[str, ...], case
                      progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Descriptors (n, channels) float32 of each of ``layers`` for ``case`` inside ``mask``.
 
-    ``mask`` is on the case's reference grid (a label map or the corrected segmentation). The
+    ``mask`` is a label map or a corrected segmentation (resampled, nearest neighbour, onto the
+    case's grid when it is on another). The
     images are reoriented to axial LPS as for segmentation and z-scored inside the brain the way
     the network was trained.
     """
     unknown = [layer for layer in layers if layer not in LAYERS]
     if unknown:
         raise InputError(None, f"unknown layer {', '.join(unknown)}", f"Choose from {', '.join(LAYERS)}")
+    if not same_grid(mask, case.reference):
+        mask = sitk.Resample(mask, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     axial = {m: sitk.DICOMOrient(case.images[m], "LPS") for m in modalities if m in case.images}
     data = network_input(replace(case, images=axial, labels=None), modalities, with_labels=False)
     tumour = sitk.GetArrayFromImage(sitk.DICOMOrient(tumour_mask(mask), "LPS"))[data.box] > 0
@@ -70,15 +74,14 @@ def deep_descriptors(network: SegmentationCNN, modalities: tuple[str, ...], case
     collected: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     margin = max(LAYER_GEOMETRY[layer][1] for layer in layers)
     for done, scale in enumerate(options.scales):
-        batch, masks = _scaled_crops(data.channels[:, slices], tumour[slices], scale, margin)
-        with torch.inference_mode():
-            outputs = network.layer_outputs(torch.from_numpy(batch).to(device), layers)
-        for layer, activations in outputs.items():
-            stride, offset = LAYER_GEOMETRY[layer]
-            height, width = activations.shape[-2:]
-            inside = masks[:, offset:offset + stride * height:stride, offset:offset + stride * width:stride]
-            inside = torch.from_numpy(np.ascontiguousarray(inside)).to(device)
-            collected[layer].append(activations.permute(0, 2, 3, 1)[inside].float().cpu().numpy())
+        for image, region in _scaled_crops(data.channels[:, slices], tumour[slices], scale, margin):
+            with torch.inference_mode():
+                outputs = network.layer_outputs(image[None].to(device), layers)
+            for layer, activations in outputs.items():
+                stride, offset = LAYER_GEOMETRY[layer]
+                height, width = activations.shape[-2:]
+                inside = region[offset:offset + stride * height:stride, offset:offset + stride * width:stride].to(device)
+                collected[layer].append(activations[0].permute(1, 2, 0)[inside].float().cpu().numpy())
         if progress:
             progress(done + 1, len(options.scales))
     generator = np.random.default_rng(options.seed)
@@ -102,16 +105,16 @@ def _sampled_slices(tumour_slices: np.ndarray, spacing_z: float, spacing_mm: flo
     return candidates[present] if present.any() else tumour_slices[:1]
 
 
-def _scaled_crops(channels: np.ndarray, tumour: np.ndarray, scale: float, margin: int) -> tuple[np.ndarray, np.ndarray]:
-    """Batch of tumour crops rescaled by ``scale``: images (S, C, H, W) and masks (S, H, W).
+def _scaled_crops(channels: np.ndarray, tumour: np.ndarray, scale: float,
+                  margin: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per tumour slice: the crop rescaled by ``scale`` (C, H, W) and its tumour mask (H, W).
 
-    Each slice's crop is the tumour's bounding box plus enough real context that, after
-    rescaling, every tumour position has ``margin`` pixels of image around it (the receptive
-    field of the deepest requested layer). Crops are placed ``margin`` pixels into a zero canvas
-    of one size so that they batch and so that tumour at the volume's edge is still sampled.
+    The crop is the tumour's bounding box plus enough real context that, after rescaling, every
+    tumour position has ``margin`` pixels of image around it (the receptive field of the deepest
+    requested layer), then zero-padded by ``margin`` so tumour at the volume's edge is sampled too.
+    Slices are run one at a time: batching crops of different sizes would compute padding.
     """
     context = int(np.ceil(margin / scale)) + 1
-    crops, masks = [], []
     for index in range(tumour.shape[0]):
         ys, xs = np.nonzero(tumour[index])
         if len(ys) == 0:
@@ -120,15 +123,7 @@ def _scaled_crops(channels: np.ndarray, tumour: np.ndarray, scale: float, margin
         x0, x1 = max(xs.min() - context, 0), min(xs.max() + context + 1, tumour.shape[2])
         size = (max(int(round((y1 - y0) * scale)), 1), max(int(round((x1 - x0) * scale)), 1))
         image = torch.from_numpy(np.ascontiguousarray(channels[:, index, y0:y1, x0:x1]))[None]
-        crops.append(F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)[0])
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
         region = torch.from_numpy(tumour[index, y0:y1, x0:x1].astype(np.float32))[None, None]
-        masks.append(F.interpolate(region, size=size, mode="bilinear", align_corners=False)[0, 0] >= 0.5)
-    height = max(c.shape[-2] for c in crops) + 2 * margin
-    width = max(c.shape[-1] for c in crops) + 2 * margin
-    batch = torch.zeros(len(crops), crops[0].shape[0], height, width)
-    mask_batch = torch.zeros(len(crops), height, width, dtype=torch.bool)
-    for i, (crop, mask) in enumerate(zip(crops, masks)):
-        h, w = crop.shape[-2:]
-        batch[i, :, margin:margin + h, margin:margin + w] = crop
-        mask_batch[i, margin:margin + h, margin:margin + w] = mask
-    return batch.numpy(), mask_batch.numpy()
+        region = F.interpolate(region, size=size, mode="bilinear", align_corners=False) >= 0.5
+        yield F.pad(image, (margin,) * 4)[0], F.pad(region, (margin,) * 4)[0, 0]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.cohort import read_cohort
 from ..segmentation.model_bundle import DEFAULT_MODELS, load_model
 from ..segmentation.network import LAYERS
@@ -41,6 +42,7 @@ class DlrSettings:
     folds: int = 5
     repeats: int = 5
     k: int | str = "auto"
+    components: int = 64
     radiomics: bool = True
     compare_layers: bool = False
     permute_labels: bool = False
@@ -64,14 +66,14 @@ def make_splits(settings: DlrSettings, y: np.ndarray, dates: list[dt.date]) -> l
 
 
 def _scores(make_model: Callable[[], object], X: list | np.ndarray, y: np.ndarray, repetitions: list[list[Split]],
-            progress: Callable[[int, int], None] | None) -> np.ndarray:
+            progress: Callable[[int, int], None] | None, workers: int = 1) -> np.ndarray:
     """Out-of-fold scores, averaged over repetitions of k-fold (each repetition tests everyone once)."""
     total = sum(len(r) for r in repetitions)
     runs = []
     for index, splits in enumerate(repetitions):
         offset = sum(len(r) for r in repetitions[:index])
         runs.append(out_of_fold_scores(make_model, X, y, splits,
-                                       (lambda d, _t, o=offset: progress(o + d, total)) if progress else None))
+                                       (lambda d, _t, o=offset: progress(o + d, total)) if progress else None, workers))
     return np.mean(runs, axis=0)
 
 
@@ -84,12 +86,17 @@ def _result(name: str, section: str, settings: DlrSettings, y: np.ndarray, score
 def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
                  progress: ProgressFactory | None = None, save_model: Path | None = None) -> list[EvaluationResult]:
     """Run the evaluation the settings ask for; write report.json, table.md and roc.png to ``out_dir``."""
+    if save_model is not None and settings.permute_labels:
+        raise InputError(save_model, "a model trained on permuted labels would be meaningless", "Drop --save-model or --permute-labels")
     cases = read_cohort(cohort_dir)
     folders = [c.folder for c in cases]
     y = np.array([c.idh_mutant for c in cases], dtype=int)
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
-    repetitions = make_splits(settings, y, [c.diagnosis_date for c in cases])
+    try:
+        repetitions = make_splits(settings, y, [c.diagnosis_date for c in cases])
+    except ValueError as error:
+        raise InputError(Path(cohort_dir) / "clinical.csv", str(error), "Check the split settings against the cohort") from error
     cache_dir = settings.cache_dir or Path(cohort_dir) / ".idhpredictor-cache"
     options = DescriptorOptions(seed=settings.seed)
     stage = progress or (lambda _name: None)
@@ -103,8 +110,8 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
     multi_name = f"DLR {'+'.join(model.modalities)} ({settings.layer})"
     multi_scores, multi_result = None, None
     for layer in layers:
-        scores = _scores(lambda: dlr_pipeline(settings.k, seed=settings.seed), descriptors[layer], y, repetitions,
-                         stage(f"DLR {layer} {settings.validation}"))
+        scores = _scores(lambda: dlr_pipeline(settings.k, settings.components, settings.seed), descriptors[layer], y, repetitions,
+                         stage(f"DLR {layer} {settings.validation}"), settings.workers)
         name = multi_name if layer == settings.layer else f"DLR {'+'.join(model.modalities)} ({layer})"
         results.append(_result(name, "Layer comparison" if settings.compare_layers else section, settings, y, scores,
                                layer=layer, modalities=list(model.modalities)))
@@ -114,28 +121,26 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
         single = load_model(settings.single_modality_model)
         single_descriptors = cohort_descriptors(single, settings.single_modality_model, folders, (settings.layer,),
                                                 options, cache_dir, stage(f"deep descriptors ({'+'.join(single.modalities)})"))
-        scores = _scores(lambda: dlr_pipeline(settings.k, seed=settings.seed), single_descriptors[settings.layer], y,
-                         repetitions, stage(f"DLR single modality {settings.validation}"))
+        scores = _scores(lambda: dlr_pipeline(settings.k, settings.components, settings.seed), single_descriptors[settings.layer], y,
+                         repetitions, stage(f"DLR single modality {settings.validation}"), settings.workers)
         results.append(_result(f"DLR {'+'.join(single.modalities)} ({settings.layer})", section, settings, y, scores,
                                layer=settings.layer, modalities=list(single.modalities)))
     if settings.radiomics:
         from .radiomics import cohort_radiomics
 
-        modality_sets = [tuple(model.modalities)] + ([tuple(single.modalities)] if settings.single_modality_model else [])
-        for modalities in modality_sets:
-            names, features = cohort_radiomics(folders, modalities, cache_dir, settings.workers,
-                                               stage(f"radiomics features ({'+'.join(modalities)})"))
-            scores = _scores(lambda: selection_classifier(settings.k, settings.seed, impute=True), features, y,
-                             repetitions, stage(f"radiomics {'+'.join(modalities)} {settings.validation}"))
-            results.append(_result(f"Radiomics {'+'.join(modalities)} ({len(names)} features)", section, settings, y,
-                                   scores, modalities=list(modalities)))
+        # the paper's Table 2a: radiomics against single-modality DLR on the same masks
+        modalities = tuple(single.modalities) if settings.single_modality_model else tuple(model.modalities)
+        names, features = cohort_radiomics(folders, modalities, cache_dir, settings.workers,
+                                           stage(f"radiomics features ({'+'.join(modalities)})"))
+        scores = _scores(lambda: selection_classifier(settings.k, settings.seed, impute=True), features, y,
+                         repetitions, stage(f"radiomics {'+'.join(modalities)} {settings.validation}"))
+        results.append(_result(f"Radiomics {'+'.join(modalities)} ({len(names)} features)", section, settings, y,
+                               scores, modalities=list(modalities)))
     title = "IDH prediction by DLR" + (" (labels permuted: leakage check)" if settings.permute_labels else "")
     write_report(out_dir, results, title, {**settings.as_dict(), "cohort": str(cohort_dir), "patients": len(cases),
                                            "descriptor_options": options.as_dict()})
     if save_model is not None:
-        if settings.permute_labels:
-            raise ValueError("refusing to save a model trained on permuted labels")
-        pipeline = dlr_pipeline(settings.k, seed=settings.seed).fit(descriptors[settings.layer], y)
+        pipeline = dlr_pipeline(settings.k, settings.components, settings.seed).fit(descriptors[settings.layer], y)
         record = {"segmentation_model": Path(settings.model).name, "modalities": list(model.modalities),
                   "segmentation_key": model_key(model, settings.model, options),
                   "layer": settings.layer, "descriptor_options": options.as_dict(),

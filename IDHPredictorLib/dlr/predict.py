@@ -24,12 +24,14 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
                 models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
     """IDH-mutant probability, decision value and top features of one case.
 
+    The segmentation network is looked up beside the DLR bundle, then in ``models_dir``.
     The tumour mask is, in order: ``mask`` (e.g. corrected in Slicer), the case's ``_seg`` file,
     or a new segmentation by the network the DLR bundle was built on.
     """
     dlr = DlrModel.load(dlr_bundle)
     record = dlr.record
-    segmentation_folder = Path(models_dir) / record["segmentation_model"]
+    beside = Path(dlr_bundle).parent / record["segmentation_model"]
+    segmentation_folder = beside if beside.is_dir() else Path(models_dir) / record["segmentation_model"]
     model = load_model(segmentation_folder)
     options = DescriptorOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["descriptor_options"].items()})
     if model_key(model, segmentation_folder, options) != record["segmentation_key"]:

@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -46,34 +47,33 @@ def settings_key() -> str:
     return "radiomics-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def case_radiomics(case_dir: Path, modalities: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Feature names (``<modality>_<image type>_<class>_<feature>``) and values of one labelled case."""
-    case = read_case(case_dir, tuple(modalities), labels=True, dsc=False)
+def case_radiomics(case_dir: Path, modality: str) -> tuple[list[str], np.ndarray]:
+    """Feature names (``<modality>_<image type>_<class>_<feature>``) and values of one modality of a
+    labelled case (shape features included; the cohort matrix keeps them once)."""
+    case = read_case(case_dir, (modality,), labels=True, dsc=False)
     if case.labels is None:
         raise InputError(case_dir, "has no tumour mask (<id>_seg.nii.gz)", "Segment the case first")
     extractor, _ = _extractor()
-    mask = tumour_mask(case.labels)
     names, values = [], []
-    for modality in modalities:
-        result = extractor.execute(case.images[modality], mask)
-        for name, value in result.items():
-            if name.startswith("diagnostics_") or (name.startswith("original_shape") and modality != modalities[0]):
-                continue  # shape is the same for every modality: keep it once
-            names.append(f"{modality}_{name}")
-            values.append(float(value))
+    for name, value in extractor.execute(case.images[modality], tumour_mask(case.labels)).items():
+        if name.startswith("diagnostics_"):
+            continue
+        names.append(f"{modality}_{name}")
+        values.append(float(value))
     return names, np.asarray(values, dtype=np.float64)
 
 
-def _cached_case(args: tuple[Path, tuple[str, ...], Path | None, str]) -> tuple[list[str], np.ndarray]:
-    case_dir, modalities, cache_dir, key = args
+def _cached_case(args: tuple[Path, str, Path | None, str]) -> tuple[list[str], np.ndarray]:
+    """One modality of one case, from the cache when its files are unchanged."""
+    case_dir, modality, cache_dir, key = args
     case_id, files = find_case_files(case_dir)
-    fingerprint = files_fingerprint([files[m] for m in modalities if m in files] + ([files["seg"]] if "seg" in files else []))
-    cache = DescriptorCache(cache_dir, f"{key}-{'-'.join(modalities)}") if cache_dir else None
+    fingerprint = files_fingerprint([files[role] for role in (modality, "seg") if role in files])
+    cache = DescriptorCache(cache_dir, f"{key}-{modality}") if cache_dir else None
     if cache is not None:
         stored = cache.load(case_id, fingerprint, ("names", "values"))
         if stored is not None:
             return [str(n) for n in stored["names"]], stored["values"]
-    names, values = case_radiomics(case_dir, modalities)
+    names, values = case_radiomics(case_dir, modality)
     if cache is not None:
         cache.save(case_id, fingerprint, {"names": np.array(names), "values": values})
     return names, values
@@ -81,24 +81,27 @@ def _cached_case(args: tuple[Path, tuple[str, ...], Path | None, str]) -> tuple[
 
 def cohort_radiomics(case_dirs: Sequence[Path], modalities: Sequence[str], cache_dir: Path | None,
                      workers: int = 1, progress: Callable[[int, int], None] | None = None) -> tuple[list[str], np.ndarray]:
-    """Feature matrix (patients x features) of a cohort, cached per case, computed in ``workers`` processes."""
+    """Feature matrix (patients x features) of a cohort: each modality's features (shape once),
+    cached per case and modality, computed in ``workers`` processes."""
     key = settings_key()
-    jobs = [(Path(d), tuple(modalities), cache_dir, key) for d in case_dirs]
-    rows: list[tuple[list[str], np.ndarray]] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for row in pool.map(_cached_case, jobs):
-                rows.append(row)
-                if progress:
-                    progress(len(rows), len(jobs))
-    else:
-        for job in jobs:
-            rows.append(_cached_case(job))
+    jobs = [(Path(d), modality, cache_dir, key) for d in case_dirs for modality in modalities]
+    results: list[tuple[list[str], np.ndarray]] = []
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        for row in (pool.map(_cached_case, jobs) if pool else map(_cached_case, jobs)):
+            results.append(row)
             if progress:
-                progress(len(rows), len(jobs))
-    names = rows[0][0]
-    for (row_names, _), case_dir in zip(rows, case_dirs):
-        if row_names != names:
+                progress(len(results), len(jobs))
+    names: list[str] | None = None
+    rows = []
+    for index, case_dir in enumerate(case_dirs):
+        parts = results[index * len(modalities):(index + 1) * len(modalities)]
+        keep = [[not (m > 0 and n.split("_", 1)[1].startswith("original_shape")) for n in part[0]]
+                for m, part in enumerate(parts)]
+        case_names = [n for part, mask in zip(parts, keep) for n, k in zip(part[0], mask) if k]
+        if names is None:
+            names = case_names
+        elif case_names != names:
             raise InputError(case_dir, "gives a different radiomics feature list than the first case",
                              "Check that every case has the same modalities and a non-empty mask")
-    return names, np.stack([values for _, values in rows])
+        rows.append(np.concatenate([part[1][np.array(mask)] for part, mask in zip(parts, keep)]))
+    return names, np.stack(rows)

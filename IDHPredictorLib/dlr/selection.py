@@ -45,7 +45,7 @@ def f_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     positive, negative = X[y], X[~y]
     mean = X.mean(axis=0)
     between = (positive.mean(axis=0) - mean) ** 2 + (negative.mean(axis=0) - mean) ** 2
-    within = positive.var(axis=0, ddof=1) + negative.var(axis=0, ddof=1)
+    within = sum(group.var(axis=0, ddof=1) if len(group) > 1 else np.zeros(X.shape[1]) for group in (positive, negative))
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = between / within
     return np.where(np.isfinite(scores), scores, 0.0)

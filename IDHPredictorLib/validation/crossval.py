@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from .splits import Split
 
@@ -14,18 +15,28 @@ def take(X: Sequence | np.ndarray, index: np.ndarray) -> Sequence | np.ndarray:
     return X[index] if isinstance(X, np.ndarray) else [X[i] for i in index]
 
 
+def _fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarray, y: np.ndarray, train: np.ndarray,
+                 test: np.ndarray) -> np.ndarray:
+    if len(np.unique(y[train])) < 2:
+        raise ValueError("a training fold holds one class only; use fewer folds or a larger cohort")
+    model = make_model()
+    model.fit(take(X, train), y[train])
+    return model.decision_function(take(X, test))
+
+
 def out_of_fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarray, y: np.ndarray,
-                       splits: list[Split], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                       splits: list[Split], progress: Callable[[int, int], None] | None = None,
+                       workers: int = 1) -> np.ndarray:
     """Decision score of every tested sample from the model of the fold that held it out (NaN for
-    samples no fold tests, e.g. the training side of a temporal split)."""
+    samples no fold tests, e.g. the training side of a temporal split). Folds run in ``workers``
+    processes (joblib) when more than one."""
     y = np.asarray(y)
     scores = np.full(len(y), np.nan)
-    for done, (train, test) in enumerate(splits):
-        if len(np.unique(y[train])) < 2:
-            raise ValueError("a training fold holds one class only; use fewer folds or a larger cohort")
-        model = make_model()
-        model.fit(take(X, train), y[train])
-        scores[test] = model.decision_function(take(X, test))
+    jobs = (delayed(_fold_scores)(make_model, X, y, train, test) for train, test in splits)
+    fold_scores = Parallel(n_jobs=workers, return_as="generator")(jobs) if workers > 1 else (
+        _fold_scores(make_model, X, y, train, test) for train, test in splits)
+    for done, ((_, test), values) in enumerate(zip(splits, fold_scores)):
+        scores[test] = values
         if progress:
             progress(done + 1, len(splits))
     return scores

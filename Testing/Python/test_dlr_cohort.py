@@ -1,0 +1,107 @@
+"""DLR on phantom cases: descriptors, their cache, the dlr and predict commands end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from IDHPredictorLib.cli import main
+from IDHPredictorLib.dlr import cache as cache_module
+from IDHPredictorLib.dlr.cache import cohort_descriptors
+from IDHPredictorLib.dlr.descriptors import DescriptorOptions, deep_descriptors
+from IDHPredictorLib.errors import InputError
+from IDHPredictorLib.io.case import read_case
+from IDHPredictorLib.segmentation.model_bundle import load_model, save_model
+from IDHPredictorLib.segmentation.network import Architecture, SegmentationCNN
+from IDHPredictorLib.validation.metrics import METRIC_KEYS
+
+OPTIONS = DescriptorOptions(scales=(0.5, 1.0, 2.0), slice_spacing_mm=5.0, max_descriptors=2000)
+
+
+def _bundle(folder: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    return save_model(folder, SegmentationCNN(Architecture(in_channels=2, fc_width=16)), ("flair", "t1ce"),
+                      {"trained_on": "test"})
+
+
+def _cases(cohort: Path) -> list[Path]:
+    return sorted(p for p in cohort.iterdir() if p.is_dir())
+
+
+def test_descriptors_come_from_inside_the_tumour(small_cohort: Path, tmp_path: Path) -> None:
+    model = load_model(_bundle(tmp_path / "seg"))
+    case = read_case(_cases(small_cohort)[0], model.modalities, dsc=False)
+    result = deep_descriptors(model.network, model.modalities, case, case.labels, ("conv3", "conv6", "fc8"), OPTIONS)
+    assert result["conv6"].shape[1] == 128 and result["conv3"].shape[1] == 64 and result["fc8"].shape[1] == 4
+    assert 0 < len(result["fc8"]) < len(result["conv6"]) <= OPTIONS.max_descriptors  # stride 4 samples fewer
+    labels = sitk.GetArrayFromImage(case.labels)
+    half = labels.copy()
+    half[:, :, : labels.shape[2] // 2] = 0
+    smaller = sitk.GetImageFromArray(half)
+    smaller.CopyInformation(case.labels)
+    unlimited = DescriptorOptions(scales=OPTIONS.scales, max_descriptors=10**9)
+    full = deep_descriptors(model.network, model.modalities, case, case.labels, ("conv6",), unlimited)["conv6"]
+    part = deep_descriptors(model.network, model.modalities, case, smaller, ("conv6",), unlimited)["conv6"]
+    assert 0 < len(part) < len(full)
+    empty = sitk.Image(case.labels)
+    empty *= 0
+    with pytest.raises(InputError, match="tumour mask is empty"):
+        deep_descriptors(model.network, model.modalities, case, empty, ("conv6",), OPTIONS)
+
+
+def test_descriptor_cache_is_reused_and_invalidated(small_cohort: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _bundle(tmp_path / "seg")
+    cases = _cases(small_cohort)[:2]
+    first = cohort_descriptors(load_model(folder), folder, cases, ("conv6",), OPTIONS, tmp_path / "cache")
+    calls = []
+    real = cache_module.deep_descriptors
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "deep_descriptors", counting)
+    again = cohort_descriptors(load_model(folder), folder, cases, ("conv6",), OPTIONS, tmp_path / "cache")
+    assert calls == [] and all(np.array_equal(a, b) for a, b in zip(first["conv6"], again["conv6"]))
+    _bundle(folder, seed=1)  # the same bundle folder, new weights
+    changed = cohort_descriptors(load_model(folder), folder, cases, ("conv6",), OPTIONS, tmp_path / "cache")
+    assert len(calls) == 2 and not np.array_equal(changed["conv6"][0], first["conv6"][0])
+    seg = next(cases[0].glob("*_seg.nii.gz"))
+    os.utime(seg, ns=(seg.stat().st_atime_ns, seg.stat().st_mtime_ns + 10**9))  # an edited mask
+    cohort_descriptors(load_model(folder), folder, cases, ("conv6",), OPTIONS, tmp_path / "cache")
+    assert len(calls) == 3
+
+
+def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    models = tmp_path / "models"
+    segmentation = _bundle(models / "tiny-seg")
+    out = tmp_path / "report"
+    assert main(["dlr", str(small_cohort), "--out", str(out), "--model", str(segmentation), "--no-single-modality",
+                 "--k", "8", "--components", "4", "--cache", str(tmp_path / "cache"),
+                 "--save-model", str(models / "dlr")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names[0].startswith("DLR flair+t1ce") and names[1].startswith("Radiomics flair+t1ce")
+    for result in report["results"]:
+        assert set(result["metrics"]) == set(METRIC_KEYS) and result["n_patients"] == 6
+        assert set(result["metrics"]["auc"]) == {"value", "ci_low", "ci_high"}
+    assert "| Methods | AUC | ACC | SENS | SPEC | PPV | NPV | MCC |" in (out / "table.md").read_text()
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    case = _cases(small_cohort)[0]
+    assert main(["predict", str(case), "--dlr-model", str(models / "dlr"), "--out", str(tmp_path / "p.json")]) == 0
+    prediction = json.loads((tmp_path / "p.json").read_text())["dlr"]
+    assert 0.0 <= prediction["idh_mutant_probability"] <= 1.0
+    assert prediction["predicted_class"] == ("mutant" if prediction["decision_value"] > 0 else "wildtype")
+    assert prediction["top_features"] and prediction["top_features"][0]["feature"].startswith("conv6 filter")
+    assert prediction["mask"].endswith("_seg.nii.gz")
+    _bundle(models / "tiny-seg", seed=3)  # the network under the DLR bundle changed
+    assert main(["predict", str(case), "--dlr-model", str(models / "dlr")]) == 2
+    assert "is not the network DLR bundle dlr was built on" in capsys.readouterr().err
