@@ -1,0 +1,104 @@
+"""Conventional DSC analysis of one case: masks in DSC space, bolus arrival, delta-R2*, AIF,
+leakage-corrected rCBV normalised to contralateral white matter, peak height and percentage
+signal recovery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..io.dsc import DscSeries
+from .aif import ArterialInput, automatic_aif, manual_aif
+from .kinetics import blood_volume, bolus_arrival, delta_r2, leakage_correction
+from .regions import DscRegions, contralateral_white_matter, subregion_masks, to_dsc_space
+
+TUMOUR_STATISTICS_REGION = ("nonenhancing", "enhancing")  # solid tumour: the rCBV hot spot lives there
+
+
+@dataclass
+class PerfusionAnalysis:
+    """Everything later stages need from one DSC series."""
+
+    signal: np.ndarray          # (t, z, y, x) float32 raw T2*-weighted signal
+    times_s: np.ndarray
+    arrival: int                # first bolus frame
+    regions: DscRegions
+    aif: ArterialInput
+    rcbv: np.ndarray            # (z, y, x) float32, 0 outside the brain
+    leakage_k2: np.ndarray      # (z, y, x) float32, BSW K2 (1/s)
+    geometry: sitk.Image        # the DSC frame grid
+    statistics: dict[str, float | None]
+
+    def rcbv_image(self) -> sitk.Image:
+        """The rCBV map as an image on the DSC grid."""
+        image = sitk.GetImageFromArray(self.rcbv)
+        image.CopyInformation(self.geometry)
+        return image
+
+
+def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxels: np.ndarray | None = None,
+                reference_mask: np.ndarray | None = None, transform: sitk.Transform | None = None) -> PerfusionAnalysis:
+    """Analyse ``dsc`` with the structural ``labels`` (BraTS 1/2/4) and ``brain`` mask.
+
+    ``aif_voxels`` ((z, y, x) DSC indices) and ``reference_mask`` (boolean on the DSC grid)
+    override the automatic AIF and white-matter reference.
+    """
+    if dsc.echo_time_s is None:
+        raise InputError(dsc.source, "echo time (TE) unknown: delta-R2* needs it",
+                         "Add EchoTime (seconds) to the JSON sidecar or pass it explicitly")
+    geometry = dsc.frame_geometry()
+    signal = dsc.frames.astype(np.float32)
+    brain_dsc = to_dsc_space(sitk.Cast(brain > 0, sitk.sitkUInt8), geometry, transform) & (signal[1:4].mean(axis=0) > 0)
+    subregions = subregion_masks(labels, geometry, transform)
+    if not subregions["whole"].any():
+        raise InputError(dsc.source, "the tumour does not overlap the DSC field of view",
+                         "Check that the DSC series and the structural images belong together")
+    times = dsc.times_s
+    arrival = bolus_arrival(signal[:, brain_dsc].mean(axis=1), dsc.source)
+    dr2 = np.zeros(signal.shape, np.float32)
+    dr2[:, brain_dsc] = delta_r2(signal[:, brain_dsc].T, arrival, dsc.echo_time_s).T
+    normal = brain_dsc & ~subregions["whole"]
+    dt = float(np.mean(np.diff(times)))
+    corrected, _, k2 = leakage_correction(dr2[:, brain_dsc].T, dr2[:, normal].mean(axis=1), dt, arrival)
+    cbv = np.zeros(brain_dsc.shape, np.float32)
+    cbv[brain_dsc] = blood_volume(corrected, dt, arrival)
+    leakage = np.zeros(brain_dsc.shape, np.float32)
+    leakage[brain_dsc] = k2
+    baseline = signal[1:arrival].mean(axis=0)
+    reference = reference_mask if reference_mask is not None else contralateral_white_matter(
+        brain_dsc, subregions["whole"], baseline, geometry)
+    reference_cbv = float(np.median(cbv[reference & brain_dsc])) if (reference & brain_dsc).any() else 0.0
+    if reference_cbv <= 0:
+        raise InputError(dsc.source, "the white-matter reference region has no blood volume",
+                         "Choose another reference region (reference_mask)")
+    rcbv = np.where(brain_dsc, cbv / reference_cbv, 0.0).astype(np.float32)
+    if aif_voxels is None:
+        candidates = brain_dsc & ~subregions["whole"]
+        aif = automatic_aif(dr2, candidates, times, arrival)
+    else:
+        aif = manual_aif(dr2, aif_voxels)
+    regions = DscRegions(brain_dsc, subregions, reference)
+    analysis = PerfusionAnalysis(signal, times, arrival, regions, aif, rcbv, leakage, geometry, {})
+    analysis.statistics = tumour_statistics(analysis)
+    return analysis
+
+
+def tumour_statistics(analysis: PerfusionAnalysis) -> dict[str, float | None]:
+    """rCBV mean and 95th percentile in the solid tumour (whole tumour when it has no solid part),
+    peak height and percentage signal recovery of the mean tumour curve."""
+    solid = np.logical_or.reduce([analysis.regions.subregions[name] for name in TUMOUR_STATISTICS_REGION])
+    region = solid if solid.sum() >= 3 else analysis.regions.subregions["whole"]
+    values = analysis.rcbv[region]
+    curve = analysis.signal[:, region].mean(axis=1).astype(np.float64)
+    baseline = curve[1:analysis.arrival].mean()
+    minimum = curve.min()
+    post = curve[-max(3, len(curve) // 10):].mean()
+    drop = baseline - minimum
+    return {"rcbv_mean": float(values.mean()), "rcbv_p95": float(np.percentile(values, 95)),
+            "rcbv_region": "solid tumour" if region is solid else "whole tumour",
+            "peak_height": float(drop / baseline) if baseline > 0 else None,
+            "percentage_signal_recovery": float(100 * (post - minimum) / drop) if drop > 0 else None,
+            "bolus_arrival_s": float(analysis.times_s[analysis.arrival])}
