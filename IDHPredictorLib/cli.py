@@ -162,13 +162,41 @@ def _dlr(args: argparse.Namespace) -> None:
         print(f"model bundle: {args.save_model}")
 
 
+def _perfusion(args: argparse.Namespace) -> None:
+    from .perfusion.evaluate import PerfusionSettings, evaluate_perfusion
+    from .perfusion.training import LstmTraining
+
+    settings = PerfusionSettings(folds=args.folds, test_fraction=args.test_fraction, permute_labels=args.permute_labels,
+                                 seed=args.seed, training=LstmTraining(epochs=args.epochs, seed=args.seed, device=args.device))
+    started = time.perf_counter()
+    summary = evaluate_perfusion(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
+                                 Path(args.save_model) if args.save_model else None)
+    for result in summary["results"]:
+        auc = result.metrics["auc"]
+        text = "n/a" if auc["value"] is None else f"{auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+        print(f"{result.section:28s} {result.name:45s} AUC {text}")
+    for name, test in summary["delong"].items():
+        print(f"DeLong LSTM vs {name}: difference {test['difference']:+.3f}, p = {test['p_value']:.3g}")
+    print(f"temporal patterns by genotype: chi-square p = {summary['patterns']['p_value']}")
+    print(f"report: {Path(args.out)} ({time.perf_counter() - started:.0f} s)")
+
+
 def _predict(args: argparse.Namespace) -> None:
     import json
 
-    from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
+    if not args.dlr_model and not args.perfusion_model and args.skip_dlr:
+        raise SystemExit("idh-predictor predict: nothing to do (give --perfusion-model or drop --skip-dlr)")
+    result: dict[str, object] = {}
+    if not args.skip_dlr:
+        from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
 
-    result = {"dlr": predict_dlr(args.case_dir, Path(args.dlr_model) if args.dlr_model else DEFAULT_DLR_MODEL,
-                                 progress=tqdm_progress("deep descriptors", "scale"))}
+        result["dlr"] = predict_dlr(args.case_dir, Path(args.dlr_model) if args.dlr_model else DEFAULT_DLR_MODEL,
+                                    progress=tqdm_progress("deep descriptors", "scale"))
+    if args.perfusion_model:
+        from .perfusion.model_bundle import predict_perfusion
+
+        heatmap = Path(args.heatmap) if args.heatmap else None
+        result["perfusion"] = predict_perfusion(args.case_dir, Path(args.perfusion_model), heatmap)
     text = json.dumps(result, indent=2)
     if args.out:
         from .io.atomic import atomic_path
@@ -176,7 +204,6 @@ def _predict(args: argparse.Namespace) -> None:
         with atomic_path(Path(args.out)) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
     print(text)
-
 
 def json_dumps(value: object) -> str:
     """Pretty JSON for terminal output."""
@@ -273,9 +300,24 @@ def build_parser() -> argparse.ArgumentParser:
     dlr.add_argument("--workers", type=int, default=1, help="processes for cross-validation folds and radiomics features")
     dlr.set_defaults(run=_dlr)
 
+    perfusion = commands.add_parser("perfusion", help="evaluate the DSC attention-LSTM and its baselines on a cohort")
+    perfusion.add_argument("cohort", help="cohort folder: case folders with _dsc, _seg + clinical.csv")
+    perfusion.add_argument("--out", required=True, help="folder for report.json, table.md, roc.png, patterns.json, heat maps")
+    perfusion.add_argument("--folds", type=int, default=5)
+    perfusion.add_argument("--test-fraction", type=float, default=0.1, help="patients held out as the test split")
+    perfusion.add_argument("--epochs", type=int, default=150, help="maximum epochs (early stopping on validation loss)")
+    perfusion.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
+    perfusion.add_argument("--save-model", help="write the model trained on all non-test patients as a bundle here")
+    perfusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    perfusion.add_argument("--seed", type=int, default=0)
+    perfusion.set_defaults(run=_perfusion)
+
     predict = commands.add_parser("predict", help="IDH prediction for one case")
     predict.add_argument("case_dir")
     predict.add_argument("--dlr-model", help="DLR bundle (default: the shipped one)")
+    predict.add_argument("--skip-dlr", action="store_true", help="perfusion only")
+    predict.add_argument("--perfusion-model", help="perfusion bundle: adds probability, temporal pattern and rCBV")
+    predict.add_argument("--heatmap", help="with --perfusion-model: write the attention heat map PNG here")
     predict.add_argument("--out", help="also write the result as JSON here")
     predict.set_defaults(run=_predict)
     return parser

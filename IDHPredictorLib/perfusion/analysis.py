@@ -5,11 +5,13 @@ signal recovery."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..io.case import REFERENCE_ORDER, Case, find_case_files, read_case
 from ..io.dsc import DscSeries
 from .aif import ArterialInput, automatic_aif, manual_aif
 from .kinetics import blood_volume, bolus_arrival, delta_r2, leakage_correction
@@ -37,6 +39,16 @@ class PerfusionAnalysis:
         image = sitk.GetImageFromArray(self.rcbv)
         image.CopyInformation(self.geometry)
         return image
+
+
+def read_perfusion_case(folder: str | Path) -> Case:
+    """A case with its DSC series, tumour labels and one structural image (for the brain mask)."""
+    _, files = find_case_files(folder)
+    structural = next((m for m in REFERENCE_ORDER if m in files), None)
+    if structural is None or "dsc" not in files or "seg" not in files:
+        raise InputError(folder, "needs a DSC series (<id>_dsc), a tumour mask (<id>_seg) and a structural image",
+                         "Add them, or leave the case out of the perfusion analysis")
+    return read_case(folder, (structural,), labels=True, dsc=True)
 
 
 def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxels: np.ndarray | None = None,

@@ -47,12 +47,13 @@ class SimulatedDsc:
 
 
 def dsc_grid(structural: Grid, rng: np.random.Generator) -> Grid:
-    """DSC geometry: 2 x 2 x 5 mm (coarser for small phantoms), slightly rotated and shifted.
+    """DSC geometry: 2 x 2 x 5 mm (also for small phantoms: DSC stays realistic), slightly rotated
+    and shifted.
 
     A real DSC series is acquired apart from the structural scans, so masks have to be
     resampled into it; a few degrees of in-plane rotation and a few mm of shift force that.
     """
-    spacing = (2.0, 2.0, 5.0) if structural.spacing[0] <= 1.5 else (4.0, 4.0, 10.0)
+    spacing = (2.0, 2.0, 5.0)
     extent = np.asarray(structural.size) * np.asarray(structural.spacing)
     size = tuple(int(round(e / s)) for e, s in zip(extent, spacing))
     rotation = np.asarray(sitk.Euler3DTransform((0, 0, 0), 0.0, 0.0, np.deg2rad(rng.uniform(-4, 4))).GetMatrix()).reshape(3, 3)

@@ -1,0 +1,142 @@
+"""Cohort evaluation of the perfusion model (Choi et al. 2021): a stratified held-out test split
+and 5-fold cross-validation on the rest, patient-level throughout; logistic baselines (age +
+mean rCBV, age + enhancement) on the same splits, compared by DeLong's test; temporal patterns
+by genotype."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from ..io.cohort import read_cohort
+from ..validation.delong import delong_test
+from ..validation.metrics import metrics_with_ci
+from ..validation.report import EvaluationResult, write_report
+from .analysis import analyse_dsc, read_perfusion_case
+from .curves import PatientCurves, patient_curves, sliding_windows
+from .model_bundle import save_perfusion_model
+from .patterns import attention_heatmap, curve_segments, full_curve_attention, pattern_table, temporal_pattern
+from .training import LstmTraining, predict_patients, train_lstm
+
+ProgressFactory = Callable[[str], Callable[[int, int], None]]
+WHOLE = 3  # channel index of the whole-tumour curve
+
+
+@dataclass
+class PerfusionSettings:
+    """What ``idh-predictor perfusion`` evaluates and how."""
+
+    folds: int = 5
+    test_fraction: float = 0.1
+    permute_labels: bool = False
+    seed: int = 0
+    training: LstmTraining = field(default_factory=LstmTraining)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class CohortPerfusion:
+    """Per patient: curves, windows and conventional statistics."""
+
+    curves: list[PatientCurves]
+    windows: np.ndarray
+    statistics: list[dict[str, float | None]]
+
+
+def analyse_cohort(folders: list[Path], progress: Callable[[int, int], None] | None = None) -> CohortPerfusion:
+    """Analyse every case's DSC series (a case without one is an error naming it)."""
+    curves, statistics = [], []
+    for done, folder in enumerate(folders):
+        case = read_perfusion_case(folder)
+        analysis = analyse_dsc(case.dsc, case.labels, case.reference)
+        curves.append(patient_curves(analysis))
+        statistics.append(analysis.statistics)
+        if progress:
+            progress(done + 1, len(folders))
+    return CohortPerfusion(curves, np.stack([sliding_windows(c.curves) for c in curves]), statistics)
+
+
+def _baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(features[train], y[train])
+    return model.predict_proba(features[test])[:, 1]
+
+
+def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSettings,
+                       progress: ProgressFactory | None = None, save_model: Path | None = None) -> dict[str, object]:
+    """Run the evaluation; write report.json, table.md, roc.png, patterns.json and heat maps."""
+    if save_model is not None and settings.permute_labels:
+        raise InputError(save_model, "a model trained on permuted labels would be meaningless", "Drop --save-model or --permute-labels")
+    stage = progress or (lambda _name: None)
+    cases = read_cohort(cohort_dir)
+    y = np.array([c.idh_mutant for c in cases], dtype=int)
+    if settings.permute_labels:
+        y = np.random.default_rng(settings.seed).permutation(y)
+    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
+    age = np.array([c.age for c in cases])
+    baselines = {"age + mean rCBV": np.column_stack([age, [s["rcbv_mean"] for s in cohort.statistics]]),
+                 "age + enhancement": np.column_stack([age, [float(c.present[0]) for c in cohort.curves]])}
+    patients = np.arange(len(y))
+    development, test = train_test_split(patients, test_size=settings.test_fraction, stratify=y, random_state=settings.seed)
+    folds = list(StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed).split(development, y[development]))
+
+    oof = {name: np.full(len(y), np.nan) for name in ["LSTM", *baselines]}
+    attention = np.zeros((len(y), *cohort.windows.shape[1:2], cohort.windows.shape[-1]))
+    for index, (train_part, test_part) in enumerate(folds):
+        train, held = development[train_part], development[test_part]
+        model, _ = train_lstm(cohort.windows[train], y[train], settings.training, progress=stage(f"LSTM fold {index + 1}/{settings.folds}"))
+        oof["LSTM"][held], attention[held] = predict_patients(model, cohort.windows[held])
+        for name, features in baselines.items():
+            oof[name][held] = _baseline(features, y, train, held)
+    final, history = train_lstm(cohort.windows[development], y[development], settings.training, progress=stage("LSTM final"))
+    test_scores = {"LSTM": predict_patients(final, cohort.windows[test])[0]}
+    attention[test] = predict_patients(final, cohort.windows[test])[1]
+    for name, features in baselines.items():
+        test_scores[name] = _baseline(features, y, development, test)
+
+    results = []
+    for name in oof:
+        label = "Attention-LSTM" if name == "LSTM" else f"Logistic regression: {name}"
+        for section, index, scores in ((f"{settings.folds}-fold cross-validation", development, oof[name][development]),
+                                       ("Held-out test split", test, test_scores[name])):
+            metrics = metrics_with_ci(y[index], scores, threshold=0.5, seed=settings.seed)
+            results.append(EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics))
+    comparisons = {name: delong_test(y[development], oof["LSTM"][development], oof[name][development]) for name in baselines}
+
+    patterns = []
+    for curves, weights in zip(cohort.curves, attention):
+        full = full_curve_attention(weights)
+        patterns.append(temporal_pattern(full, curve_segments(curves.curves[WHOLE], curves.grid_s))[0])
+    table = pattern_table(patterns, y)
+    out_dir = Path(out_dir)
+    title = "IDH prediction from DSC perfusion" + (" (labels permuted: leakage check)" if settings.permute_labels else "")
+    write_report(out_dir, results, title, {**settings.as_dict(), "cohort": str(cohort_dir), "patients": len(y),
+                                           "test_patients": len(test), "delong": comparisons})
+    for genotype, flag in (("mutant", 1), ("wildtype", 0)):
+        example = int(development[y[development] == flag][0]) if np.any(y[development] == flag) else None
+        if example is not None:
+            attention_heatmap(cohort.curves[example].curves, full_curve_attention(attention[example]),
+                              cohort.curves[example].grid_s, out_dir / f"attention-{genotype}.png",
+                              f"{cases[example].case_id} ({genotype}): TP{patterns[example]}", cohort.curves[example].present)
+    summary = {"delong": comparisons, "patterns": table,
+               "rcbv": [{"case_id": c.case_id, **s} for c, s in zip(cases, cohort.statistics)],
+               "patient_patterns": {c.case_id: p for c, p in zip(cases, patterns)}}
+    with atomic_path(out_dir / "patterns.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if save_model is not None:
+        cv_metrics = {r.name: r.metrics for r in results if r.validation == "cv"}
+        save_perfusion_model(save_model, final, {"training": settings.training.as_dict(), "history": history,
+                                                 "training_cohort": {"folder": str(cohort_dir), "patients": int(len(development))},
+                                                 "metrics": {"cv_simulated": cv_metrics}})
+    return {"results": results, **summary}

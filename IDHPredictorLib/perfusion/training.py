@@ -1,0 +1,97 @@
+"""Training and inference of the attention-LSTM at patient level: a patient's 8 windows stay on
+one side of every split, and a patient's probability is the mean over its windows."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+from ..segmentation.inference import choose_device
+from .network import AttentionLSTM, LstmArchitecture
+
+
+@dataclass(frozen=True)
+class LstmTraining:
+    """Adam, early stopping on a validation split of the training patients (about 8:1, as the paper)."""
+
+    epochs: int = 150
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 20
+    validation_fraction: float = 0.11
+    seed: int = 0
+    device: str = "auto"
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _flatten(windows: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, W, C, L) windows and (P,) labels -> (P*W, C, L) samples and their labels."""
+    samples = torch.from_numpy(windows.reshape(-1, *windows.shape[2:]).astype(np.float32))
+    return samples, torch.from_numpy(np.repeat(y, windows.shape[1]).astype(np.float32))
+
+
+def train_lstm(windows: np.ndarray, y: np.ndarray, options: LstmTraining = LstmTraining(),
+               architecture: LstmArchitecture = LstmArchitecture(),
+               progress: Callable[[int, int], None] | None = None) -> tuple[AttentionLSTM, list[dict[str, float]]]:
+    """Fit on patients ``windows`` (P, 8, 5, L) with labels ``y`` (P,); returns the best-validation
+    model (on CPU) and the per-epoch history."""
+    torch.manual_seed(options.seed)
+    device = choose_device(options.device)
+    patients = np.arange(len(y))
+    validation_size = max(2, int(round(options.validation_fraction * len(y))))  # both classes, even when tiny
+    train, validation = train_test_split(patients, test_size=validation_size, stratify=y, random_state=options.seed)
+    x_train, y_train = _flatten(windows[train], y[train])
+    x_val, y_val = _flatten(windows[validation], y[validation])
+    model = AttentionLSTM(architecture).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    positive = float(y_train.mean())
+    loss_function = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((1 - positive) / max(positive, 1e-6), device=device))
+    generator = torch.Generator().manual_seed(options.seed)
+    best_loss, best_state, since_best, history = np.inf, None, 0, []
+    for epoch in range(options.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), options.batch_size):
+            batch = order[start:start + options.batch_size]
+            logits, _ = model(x_train[batch].to(device))
+            loss = loss_function(logits, y_train[batch].to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(batch)
+        model.eval()
+        with torch.no_grad():
+            validation_loss = float(loss_function(model(x_val.to(device))[0], y_val.to(device)))
+        history.append({"epoch": epoch + 1, "loss": total / len(order), "validation_loss": validation_loss})
+        if progress:
+            progress(epoch + 1, options.epochs)
+        if validation_loss < best_loss - 1e-4:
+            best_loss, best_state, since_best = validation_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            since_best += 1
+            if since_best >= options.patience:
+                break
+    model.load_state_dict(best_state)
+    if progress:
+        progress(options.epochs, options.epochs)
+    return model.cpu().eval(), history
+
+
+def predict_patients(model: AttentionLSTM, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per patient: IDH-mutant probability (mean of its windows' sigmoid) and attention (P, W, L)."""
+    samples = torch.from_numpy(windows.reshape(-1, *windows.shape[2:]).astype(np.float32))
+    model.eval()
+    with torch.no_grad():
+        logits, attention = model(samples)
+    probabilities = torch.sigmoid(logits).numpy().reshape(windows.shape[:2])
+    return probabilities.mean(axis=1), attention.numpy().reshape(*windows.shape[:2], -1)
