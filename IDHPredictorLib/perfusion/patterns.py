@@ -41,7 +41,7 @@ def curve_segments(curve: np.ndarray, grid_s: np.ndarray) -> np.ndarray:
     after = np.flatnonzero(curve[minimum:] >= target)
     recovered = minimum + (int(after[0]) if len(after) else len(curve) - minimum - 1)
     segments = np.full(len(curve), 3)
-    segments[: recovered + 1] = 2
+    segments[:recovered] = 2
     segments[: minimum + 1] = 1
     segments[grid_s < 0] = 0
     return segments

@@ -68,7 +68,7 @@ def train_lstm(windows: np.ndarray, y: np.ndarray, options: LstmTraining = LstmT
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         model.eval()
         with torch.no_grad():
             validation_loss = float(loss_function(model(x_val.to(device))[0], y_val.to(device)))

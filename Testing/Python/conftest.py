@@ -30,3 +30,9 @@ def realdata() -> Path:
         pytest.skip("real cases not found: set IDHPREDICTOR_REALDATA or put them in ../shared/realdata "
                     "(never in the repository)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def perfusion_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sixteen small phantom patients (4 IDH-mutant), seed 31: enough for patient-level folds."""
+    return generate_cohort(tmp_path_factory.mktemp("cohort") / "perfusion", PhantomOptions(cases=16, seed=31, size="small"))

@@ -1,0 +1,190 @@
+"""DSC perfusion: kinetics against analytic values, AIF location, curves, the attention-LSTM,
+temporal patterns, DeLong's test and the perfusion command on a small phantom cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from IDHPredictorLib.cli import main
+from IDHPredictorLib.errors import InputError
+from IDHPredictorLib.io.dsc import DscSeries
+from IDHPredictorLib.perfusion.analysis import analyse_dsc, read_perfusion_case
+from IDHPredictorLib.perfusion.curves import GRID_FRAMES, WINDOW_FRAMES, WINDOWS, patient_curves, sliding_windows
+from IDHPredictorLib.perfusion.kinetics import blood_volume, bolus_arrival, delta_r2, leakage_correction
+from IDHPredictorLib.perfusion.network import AttentionLSTM
+from IDHPredictorLib.perfusion.patterns import PATTERN_NUMBER, SEGMENTS, curve_segments, temporal_pattern
+from IDHPredictorLib.perfusion.training import LstmTraining, predict_patients, train_lstm
+from IDHPredictorLib.phantom.dsc import gamma_variate, tissue_delta_r2
+from IDHPredictorLib.validation.delong import delong_test
+
+TR, TE = 1.5, 0.03
+TIMES = np.arange(60) * TR
+
+
+def _tissue_signal(cbv: float, leakage: float = 0.0, s0: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+    """Signal of tissue with blood volume ``cbv`` (and BSW leakage K2), and the reference delta-R2*."""
+    arterial = 8.0 * gamma_variate(TIMES, 15.0, 3.0, 1.5)
+    reference = tissue_delta_r2(arterial, TR, 0.03, 4.0)
+    tissue = tissue_delta_r2(arterial, TR, cbv, 4.0) - leakage * np.cumsum(reference) * TR
+    return s0 * np.exp(-TE * tissue), reference
+
+
+def test_rcbv_of_known_kinetics_matches_the_analytic_ratio() -> None:
+    high, _ = _tissue_signal(0.06)
+    low, _ = _tissue_signal(0.02, s0=800.0)
+    arrival = bolus_arrival(high)
+    assert TIMES[arrival] == pytest.approx(15.0, abs=2 * TR)
+    volumes = blood_volume(delta_r2(np.stack([high, low]), arrival, TE), TR, arrival)
+    assert volumes[0] / volumes[1] == pytest.approx(3.0, rel=0.02)  # rCBV = 0.06 / 0.02
+
+
+def test_leakage_correction_recovers_the_true_blood_volume() -> None:
+    truth, reference = _tissue_signal(0.05)
+    leaky, _ = _tissue_signal(0.05, leakage=0.01)
+    arrival = bolus_arrival(truth)
+    true_volume = blood_volume(delta_r2(truth, arrival, TE), TR, arrival)[0]
+    measured = delta_r2(leaky, arrival, TE)
+    uncorrected = blood_volume(measured, TR, arrival)[0]
+    corrected, _, k2 = leakage_correction(measured, reference, TR, arrival)
+    assert abs(uncorrected / true_volume - 1) > 0.2  # leakage biases it...
+    assert blood_volume(corrected, TR, arrival)[0] == pytest.approx(true_volume, rel=0.03)  # ...correction undoes it
+    assert k2[0] == pytest.approx(0.01, rel=0.05)
+
+
+def test_aif_is_found_at_the_phantoms_artery_and_rcbv_follows_truth(small_cohort: Path) -> None:
+    folders = sorted(p for p in small_cohort.iterdir() if p.is_dir())
+    measured, truth = [], []
+    rows = {line.split(",")[0]: line.split(",") for line in (small_cohort / "clinical.csv").read_text().splitlines()}
+    header = rows.pop("case_id")
+    for folder in folders:
+        case = read_perfusion_case(folder)
+        analysis = analyse_dsc(case.dsc, case.labels, case.reference)
+        true_aif = np.array([v[::-1] for v in json.loads(next(folder.glob("*_dsc.json")).read_text())["AifVoxels"]])
+        distance = np.linalg.norm(analysis.aif.voxels[:, None, :] - true_aif[None], axis=2).min(axis=1)
+        assert distance.max() <= 2, (folder.name, analysis.aif.voxels.tolist(), true_aif.tolist())
+        measured.append(analysis.statistics["rcbv_p95"])
+        truth.append(float(rows[folder.name][header.index("rcbv_true")]))
+    assert np.corrcoef(measured, truth)[0, 1] > 0.8
+
+
+def test_curves_have_five_channels_and_eight_windows(small_cohort: Path) -> None:
+    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    curves = patient_curves(analyse_dsc(case.dsc, case.labels, case.reference))
+    assert curves.curves.shape == (5, GRID_FRAMES) and np.isfinite(curves.curves).all()
+    for present, channel in zip(curves.present, curves.curves):
+        assert (abs(channel.mean()) < 1e-5 and abs(channel.std() - 1) < 1e-4) if present else not channel.any()
+    windows = sliding_windows(curves.curves)
+    assert windows.shape == (WINDOWS, 5, WINDOW_FRAMES)
+    np.testing.assert_array_equal(windows[3], curves.curves[:, 3:3 + WINDOW_FRAMES])
+
+
+def test_attention_sums_to_one_over_the_sequence() -> None:
+    torch.manual_seed(0)
+    logits, attention = AttentionLSTM()(torch.randn(7, 5, WINDOW_FRAMES))
+    assert logits.shape == (7,) and attention.shape == (7, WINDOW_FRAMES)
+    torch.testing.assert_close(attention.sum(dim=1), torch.ones(7))
+
+
+def _delayed_bolus_cohort(patients: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of synthetic 5-channel curves; class 1's bolus comes 6 s later."""
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], patients // 2)
+    grid = np.arange(GRID_FRAMES) * 1.5
+    windows = []
+    for label in y:
+        dip = -gamma_variate(grid, 12.0 + 6.0 * label + rng.uniform(-1, 1), 3.0, 1.5)
+        curves = np.stack([dip * rng.uniform(0.5, 1.5) + 0.05 * rng.standard_normal(GRID_FRAMES) for _ in range(5)])
+        curves = (curves - curves.mean(axis=1, keepdims=True)) / curves.std(axis=1, keepdims=True)
+        windows.append(sliding_windows(curves))
+    return np.stack(windows), y
+
+
+def test_lstm_learns_a_delayed_bolus() -> None:
+    windows, y = _delayed_bolus_cohort(40, seed=1)
+    model, history = train_lstm(windows, y, LstmTraining(epochs=40, patience=40, seed=0, device="cpu"))
+    test_windows, test_y = _delayed_bolus_cohort(20, seed=2)
+    probabilities, attention = predict_patients(model, test_windows)
+    assert np.mean((probabilities > 0.5) == test_y) >= 0.9, history[-1]
+    assert attention.shape == (20, WINDOWS, WINDOW_FRAMES)
+
+
+def test_temporal_pattern_numbering() -> None:
+    grid = -6.0 + 1.5 * np.arange(20)
+    curve = np.concatenate([np.zeros(4), [-1, -3, -5], [-3, -1, -0.2], np.full(10, -0.2)])
+    segments = curve_segments(curve, grid)
+    assert segments.tolist() == [0] * 4 + [1] * 3 + [2] * 2 + [3] * 11
+    for pair, number in PATTERN_NUMBER.items():
+        attention = np.full(20, 0.01)
+        for name in pair:
+            attention[segments == SEGMENTS.index(name)] = 1.0
+        assert temporal_pattern(attention / attention.sum(), segments) == (number, pair)
+    assert PATTERN_NUMBER[("baseline", "downslope")] == 1 and PATTERN_NUMBER[("upslope", "plateau")] == 6
+    assert PATTERN_NUMBER[("downslope", "upslope")] == 4
+
+
+def test_delong_against_a_known_case() -> None:
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    perfect = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1])
+    result = delong_test(y, perfect, perfect)
+    assert result["auc_a"] == 1.0 and result["p_value"] == 1.0
+    weaker = np.array([0.9, 0.2, 0.7, 0.35, 0.4, 0.3, 0.8, 0.1])
+    assert delong_test(y, perfect, weaker)["auc_b"] == pytest.approx(10 / 16)
+
+
+def test_bad_series_give_clear_errors(small_cohort: Path) -> None:
+    flat = np.full(40, 1000.0)
+    with pytest.raises(InputError, match="no contrast bolus"):
+        bolus_arrival(flat)
+    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    no_te = DscSeries(case.dsc.image, case.dsc.repetition_time_s, None, case.dsc.source)
+    with pytest.raises(InputError, match="echo time"):
+        analyse_dsc(no_te, case.labels, case.reference)
+    moved = sitk.Image(case.dsc.image)
+    moved.SetOrigin([o + 500.0 for o in moved.GetOrigin()[:3]] + [0.0])
+    with pytest.raises(InputError, match="does not overlap"):
+        analyse_dsc(DscSeries(moved, 1.5, 0.03, case.dsc.source), case.labels, case.reference)
+
+
+def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from IDHPredictorLib.perfusion import evaluate as evaluate_module
+
+    seen: list[set[bytes]] = []
+    real_train = evaluate_module.train_lstm
+
+    def recording(windows, y, *args, **kwargs):
+        seen.append({w.tobytes() for w in windows})  # one entry per patient (its 8 windows together)
+        return real_train(windows, y, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "train_lstm", recording)
+    out = tmp_path / "perfusion"
+    assert main(["perfusion", str(perfusion_cohort), "--out", str(out), "--folds", "3", "--test-fraction", "0.25",
+                 "--epochs", "3", "--save-model", str(tmp_path / "lstm")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    names = {(r["name"], r["section"]) for r in report["results"]}
+    assert ("Attention-LSTM", "3-fold cross-validation") in names and ("Attention-LSTM", "Held-out test split") in names
+    assert any(name.startswith("Logistic regression: age + mean rCBV") for name, _ in names)
+    for result in report["results"]:
+        assert set(result["metrics"]) == {"auc", "acc", "sens", "spec", "ppv", "npv", "mcc"}
+    assert set(report["settings"]["delong"]) == {"age + mean rCBV", "age + enhancement"}
+    patterns = json.loads((out / "patterns.json").read_text())
+    assert sum(c["mutant"] + c["wildtype"] for c in patterns["patterns"]["counts"].values()) == 16
+    assert (out / "attention-mutant.png").exists() and (out / "attention-wildtype.png").exists()
+    # 3 fold models + the final one; the final model's patients are the union of the folds' patients
+    assert len(seen) == 4
+    for fold_patients in seen[:3]:
+        assert fold_patients < seen[3]
+    held_out = [seen[3] - fold for fold in seen[:3]]
+    assert all(not (a & b) for i, a in enumerate(held_out) for b in held_out[i + 1:])  # folds never share a patient
+    case = sorted(p for p in perfusion_cohort.iterdir() if p.is_dir())[0]
+    assert main(["predict", str(case), "--skip-dlr", "--perfusion-model", str(tmp_path / "lstm"),
+                 "--heatmap", str(tmp_path / "heat.png"), "--out", str(tmp_path / "p.json")]) == 0
+    prediction = json.loads((tmp_path / "p.json").read_text())["perfusion"]
+    assert 0 <= prediction["idh_mutant_probability"] <= 1 and prediction["temporal_pattern"] in {f"TP{n}" for n in range(1, 7)}
+    assert len(prediction["attention"]) == GRID_FRAMES and (tmp_path / "heat.png").read_bytes()[:4] == b"\x89PNG"
+    assert prediction["rcbv"]["rcbv_mean"] > 0
