@@ -136,6 +136,12 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
         print(json_dumps(evaluate_files(args.prediction, args.reference)))
 
 
+def auc_text(metrics: dict) -> str:
+    """``0.912 (95% CI 0.861-0.955)`` or ``n/a``."""
+    auc = metrics["auc"]
+    return "n/a" if auc["value"] is None else f"{auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+
+
 def _dlr(args: argparse.Namespace) -> None:
     import datetime as dt
 
@@ -153,9 +159,7 @@ def _dlr(args: argparse.Namespace) -> None:
     results = evaluate_dlr(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
                            Path(args.save_model) if args.save_model else None)
     for result in results:
-        auc = result.metrics["auc"]
-        print(f"{result.name:45s} AUC {auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
-              if auc["value"] is not None else f"{result.name:45s} AUC n/a")
+        print(f"{result.name:45s} AUC {auc_text(result.metrics)}")
     print(f"report: {Path(args.out) / 'report.json'}, {Path(args.out) / 'table.md'}, {Path(args.out) / 'roc.png'} "
           f"({time.perf_counter() - started:.0f} s)")
     if args.save_model:
@@ -172,9 +176,7 @@ def _perfusion(args: argparse.Namespace) -> None:
     summary = evaluate_perfusion(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
                                  Path(args.save_model) if args.save_model else None)
     for result in summary["results"]:
-        auc = result.metrics["auc"]
-        text = "n/a" if auc["value"] is None else f"{auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
-        print(f"{result.section:28s} {result.name:45s} AUC {text}")
+        print(f"{result.section:28s} {result.name:45s} AUC {auc_text(result.metrics)}")
     for name, test in summary["delong"].items():
         print(f"DeLong LSTM vs {name}: difference {test['difference']:+.3f}, p = {test['p_value']:.3g}")
     print(f"temporal patterns by genotype: chi-square p = {summary['patterns']['p_value']}")
