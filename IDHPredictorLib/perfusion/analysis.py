@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..io.case import REFERENCE_ORDER, Case, find_case_files, read_case
 from ..io.dsc import DscSeries
+from ..preprocessing import register_rigid
 from .aif import ArterialInput, automatic_aif, manual_aif
 from .kinetics import blood_volume, bolus_arrival, delta_r2, leakage_correction
 from .regions import DscRegions, contralateral_white_matter, subregion_masks, to_dsc_space
@@ -51,18 +52,30 @@ def read_perfusion_case(folder: str | Path) -> Case:
     return read_case(folder, (structural,), labels=True, dsc=True)
 
 
+def dsc_to_structural(dsc: DscSeries, structural: sitk.Image) -> sitk.Transform:
+    """Rigid transform (DSC points -> structural points) registering the DSC series' early,
+    pre-bolus mean (frames 1-3) to a structural image (T2 or T1c), Mattes mutual information."""
+    baseline = sitk.GetImageFromArray(dsc.frames[1:4].astype(np.float32).mean(axis=0))
+    baseline.CopyInformation(dsc.frame_geometry())
+    return register_rigid(baseline, structural)
+
+
 def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxels: np.ndarray | None = None,
-                reference_mask: np.ndarray | None = None, transform: sitk.Transform | None = None) -> PerfusionAnalysis:
-    """Analyse ``dsc`` with the structural ``labels`` (BraTS 1/2/4) and ``brain`` mask.
+                reference_mask: np.ndarray | None = None, register: bool = False) -> PerfusionAnalysis:
+    """Analyse ``dsc`` with the structural ``labels`` (BraTS 1/2/4) and ``brain`` (a skull-stripped
+    structural image: non-zero is brain).
 
     ``aif_voxels`` ((z, y, x) DSC indices) and ``reference_mask`` (boolean on the DSC grid)
-    override the automatic AIF and white-matter reference.
+    override the automatic AIF and white-matter reference; ``register`` corrects motion between
+    the DSC and structural scans by a rigid registration (``dsc_to_structural``) before the
+    masks are resampled (their geometry alone is used otherwise).
     """
     if dsc.echo_time_s is None:
         raise InputError(dsc.source, "echo time (TE) unknown: delta-R2* needs it",
                          "Add EchoTime (seconds) to the JSON sidecar or pass it explicitly")
     geometry = dsc.frame_geometry()
     signal = dsc.frames.astype(np.float32)
+    transform = dsc_to_structural(dsc, brain) if register else None
     brain_dsc = to_dsc_space(sitk.Cast(brain > 0, sitk.sitkUInt8), geometry, transform) & (signal[1:4].mean(axis=0) > 0)
     subregions = subregion_masks(labels, geometry, transform)
     if not subregions["whole"].any():

@@ -188,3 +188,15 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
     assert 0 <= prediction["idh_mutant_probability"] <= 1 and prediction["temporal_pattern"] in {f"TP{n}" for n in range(1, 7)}
     assert len(prediction["attention"]) == GRID_FRAMES and (tmp_path / "heat.png").read_bytes()[:4] == b"\x89PNG"
     assert prediction["rcbv"]["rcbv_mean"] > 0
+
+
+def test_rigid_registration_recovers_a_shift_between_dsc_and_structural(small_cohort: Path) -> None:
+    from IDHPredictorLib.perfusion.analysis import dsc_to_structural
+
+    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[1])
+    shifted = sitk.Image(case.dsc.image)
+    shifted.SetOrigin([o + d for o, d in zip(shifted.GetOrigin(), (6.0, 0.0, 0.0, 0.0))])  # patient moved 6 mm
+    moved = DscSeries(shifted, case.dsc.repetition_time_s, case.dsc.echo_time_s, case.dsc.source)
+    reference = dsc_to_structural(case.dsc, case.reference).TransformPoint((0.0, 0.0, 0.0))
+    recovered = dsc_to_structural(moved, case.reference).TransformPoint((0.0, 0.0, 0.0))
+    assert np.subtract(reference, recovered) == pytest.approx((6.0, 0.0, 0.0), abs=1.5)
