@@ -18,7 +18,7 @@ from IDHPredictorLib.dlr.descriptors import DescriptorOptions, deep_descriptors
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
 from IDHPredictorLib.segmentation.model_bundle import load_model, save_model
-from IDHPredictorLib.segmentation.network import Architecture, SegmentationCNN
+from IDHPredictorLib.segmentation.network import LAYERS, Architecture, SegmentationCNN
 from IDHPredictorLib.validation.metrics import METRIC_KEYS
 
 OPTIONS = DescriptorOptions(scales=(0.5, 1.0, 2.0), slice_spacing_mm=5.0, max_descriptors=2000)
@@ -105,3 +105,17 @@ def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: py
     _bundle(models / "tiny-seg", seed=3)  # the network under the DLR bundle changed
     assert main(["predict", str(case), "--dlr-model", str(models / "dlr")]) == 2
     assert "is not the network DLR bundle dlr was built on" in capsys.readouterr().err
+
+
+def test_layer_comparison_and_temporal_split_errors(small_cohort: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    segmentation = _bundle(tmp_path / "tiny-seg")
+    common = [str(small_cohort), "--model", str(segmentation), "--no-single-modality", "--no-radiomics", "--k", "8",
+              "--components", "4", "--cache", str(tmp_path / "cache")]
+    assert main(["dlr", *common, "--out", str(tmp_path / "layers"), "--compare-layers"]) == 0
+    report = json.loads((tmp_path / "layers" / "report.json").read_text())
+    assert [r["layer"] for r in report["results"]] == list(LAYERS)
+    assert all(r["section"] == "Layer comparison" for r in report["results"])
+    capsys.readouterr()
+    assert main(["dlr", *common, "--out", str(tmp_path / "t"), "--validation", "temporal", "--split-date", "1990-01-01"]) == 2
+    assert "every patient is on one side of 1990-01-01" in capsys.readouterr().err

@@ -161,3 +161,13 @@ def test_layer_geometry_is_the_receptive_field(layer: str) -> None:
     inside[..., window] += 5
     assert torch.allclose(network(outside, until=layer)[..., 0, i], base[..., 0, i])
     assert not torch.allclose(network(inside, until=layer)[..., 0, i], base[..., 0, i])
+
+
+def test_temporal_split_trains_on_earlier_diagnoses() -> None:
+    import datetime as dt
+
+    from IDHPredictorLib.validation.splits import temporal
+
+    dates = [dt.date(2012, 1, 1), dt.date(2016, 3, 1), dt.date(2014, 12, 31), dt.date(2015, 1, 1)]
+    [(train, test)] = temporal(dates, dt.date(2015, 1, 1))
+    assert train.tolist() == [0, 2] and test.tolist() == [1, 3]
