@@ -119,3 +119,15 @@ def test_layer_comparison_and_temporal_split_errors(small_cohort: Path, tmp_path
     capsys.readouterr()
     assert main(["dlr", *common, "--out", str(tmp_path / "t"), "--validation", "temporal", "--split-date", "1990-01-01"]) == 2
     assert "every patient is on one side of 1990-01-01" in capsys.readouterr().err
+
+
+def test_shipped_dlr_bundle_loads_and_names_its_network() -> None:
+    from IDHPredictorLib.dlr.model import DlrModel
+    from IDHPredictorLib.dlr.predict import DEFAULT_DLR_MODEL
+
+    model = DlrModel.load(DEFAULT_DLR_MODEL)
+    assert model.record["segmentation_model"] == "segmentation-flair-t1ce" and model.record["layer"] == "conv6"
+    assert model.means.shape == (64, 128) and len(model.columns) == len(model.coef) == len(model.feature_names)
+    assert model.record["metrics"]["loocv_simulated"]["auc"]["value"] > 0.8
+    vector_size = 2 * model.means.size
+    assert model.columns.max() < vector_size

@@ -200,3 +200,11 @@ def test_rigid_registration_recovers_a_shift_between_dsc_and_structural(small_co
     reference = dsc_to_structural(case.dsc, case.reference).TransformPoint((0.0, 0.0, 0.0))
     recovered = dsc_to_structural(moved, case.reference).TransformPoint((0.0, 0.0, 0.0))
     assert np.subtract(reference, recovered) == pytest.approx((6.0, 0.0, 0.0), abs=1.5)
+
+
+def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path) -> None:
+    from IDHPredictorLib.perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, predict_perfusion
+
+    result = predict_perfusion(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], DEFAULT_PERFUSION_MODEL)
+    assert 0 <= result["idh_mutant_probability"] <= 1 and "simulated" in result["note"]
+    assert result["model_metrics"]["cv_simulated"]["Attention-LSTM"]["auc"]["value"] > 0.7
