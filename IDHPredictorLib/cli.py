@@ -198,7 +198,8 @@ def _predict(args: argparse.Namespace) -> None:
         from .perfusion.model_bundle import predict_perfusion
 
         heatmap = Path(args.heatmap) if args.heatmap else None
-        result["perfusion"] = predict_perfusion(args.case_dir, Path(args.perfusion_model), heatmap)
+        rcbv_map = Path(args.rcbv_map) if args.rcbv_map else None
+        result["perfusion"] = predict_perfusion(args.case_dir, Path(args.perfusion_model), heatmap, rcbv_map)
     text = json.dumps(result, indent=2)
     if args.out:
         from .io.atomic import atomic_path
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--skip-dlr", action="store_true", help="perfusion only")
     predict.add_argument("--perfusion-model", help="perfusion bundle: adds probability, temporal pattern and rCBV")
     predict.add_argument("--heatmap", help="with --perfusion-model: write the attention heat map PNG here")
+    predict.add_argument("--rcbv-map", help="with --perfusion-model: write the rCBV map (DSC grid) here, e.g. rcbv.nii.gz")
     predict.add_argument("--out", help="also write the result as JSON here")
     predict.set_defaults(run=_predict)
     return parser

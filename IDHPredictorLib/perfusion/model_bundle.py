@@ -46,8 +46,9 @@ def load_perfusion_model(folder: str | Path) -> tuple[AttentionLSTM, dict]:
 
 
 def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSION_MODEL,
-                      heatmap: Path | None = None) -> dict[str, object]:
-    """Perfusion probability, temporal pattern, rCBV statistics (and the heat map PNG) of one case."""
+                      heatmap: Path | None = None, rcbv_map: Path | None = None) -> dict[str, object]:
+    """Perfusion probability, temporal pattern, rCBV statistics (and the heat map PNG, the rCBV
+    map on the DSC grid) of one case."""
     from .analysis import analyse_dsc, read_perfusion_case
     from .curves import patient_curves, sliding_windows
     from .patterns import attention_heatmap, curve_segments, full_curve_attention, temporal_pattern
@@ -60,6 +61,10 @@ def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSI
     probability, attention = predict_patients(model, sliding_windows(curves.curves)[None])
     full = full_curve_attention(attention[0])
     number, pair = temporal_pattern(full, curve_segments(curves.curves[3], curves.grid_s))
+    if rcbv_map is not None:
+        from ..io.images import write_image
+
+        write_image(analysis.rcbv_image(), rcbv_map)
     if heatmap is not None:
         attention_heatmap(curves.curves, full, curves.grid_s, heatmap, f"{case.case_id}: TP{number}", curves.present)
     return {"case_id": case.case_id, "idh_mutant_probability": float(probability[0]),
@@ -67,4 +72,5 @@ def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSI
             "temporal_pattern": f"TP{number}", "pattern_segments": list(pair), "attention": np.round(full, 5).tolist(),
             "rcbv": analysis.statistics, "aif_voxels_zyx": analysis.aif.voxels.tolist(),
             "channels_present": dict(zip(curve_grid.CHANNELS, curves.present)), "heatmap": str(heatmap) if heatmap else None,
+            "rcbv_map": str(rcbv_map) if rcbv_map else None,
             "model": str(bundle), "model_metrics": record.get("metrics", {}), "note": record.get("note", "")}

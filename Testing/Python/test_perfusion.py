@@ -183,11 +183,14 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
     assert all(not (a & b) for i, a in enumerate(held_out) for b in held_out[i + 1:])  # folds never share a patient
     case = sorted(p for p in perfusion_cohort.iterdir() if p.is_dir())[0]
     assert main(["predict", str(case), "--skip-dlr", "--perfusion-model", str(tmp_path / "lstm"),
-                 "--heatmap", str(tmp_path / "heat.png"), "--out", str(tmp_path / "p.json")]) == 0
+                 "--heatmap", str(tmp_path / "heat.png"), "--rcbv-map", str(tmp_path / "rcbv.nii.gz"),
+                 "--out", str(tmp_path / "p.json")]) == 0
     prediction = json.loads((tmp_path / "p.json").read_text())["perfusion"]
     assert 0 <= prediction["idh_mutant_probability"] <= 1 and prediction["temporal_pattern"] in {f"TP{n}" for n in range(1, 7)}
     assert len(prediction["attention"]) == GRID_FRAMES and (tmp_path / "heat.png").read_bytes()[:4] == b"\x89PNG"
     assert prediction["rcbv"]["rcbv_mean"] > 0
+    rcbv = sitk.ReadImage(str(tmp_path / "rcbv.nii.gz"))
+    assert rcbv.GetDimension() == 3 and sitk.GetArrayViewFromImage(rcbv).max() > 1
 
 
 def test_rigid_registration_recovers_a_shift_between_dsc_and_structural(small_cohort: Path) -> None:
@@ -208,3 +211,17 @@ def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path) ->
     result = predict_perfusion(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], DEFAULT_PERFUSION_MODEL)
     assert 0 <= result["idh_mutant_probability"] <= 1 and "simulated" in result["note"]
     assert result["model_metrics"]["cv_simulated"]["Attention-LSTM"]["auc"]["value"] > 0.7
+
+
+def test_dsc_files_without_time_axis_or_tr_are_refused(small_cohort: Path, tmp_path: Path) -> None:
+    from IDHPredictorLib.io.dsc import read_dsc_series
+
+    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    sitk.WriteImage(case.dsc.frame_geometry(), str(tmp_path / "three_d_dsc.nii.gz"))
+    with pytest.raises(InputError, match="three_d_dsc.nii.gz"):
+        read_dsc_series(tmp_path / "three_d_dsc.nii.gz")
+    no_tr = sitk.Image(case.dsc.image)
+    no_tr.SetSpacing([*no_tr.GetSpacing()[:3], 1.0])
+    sitk.WriteImage(no_tr, str(tmp_path / "P_dsc.nii.gz"))  # no sidecar beside it
+    with pytest.raises(InputError, match="TR unknown: no sidecar JSON"):
+        read_dsc_series(tmp_path / "P_dsc.nii.gz")
