@@ -19,6 +19,7 @@ import numpy as np
 from .analysis import PerfusionAnalysis
 
 CHANNELS = ("enhancing", "nonenhancing", "oedema", "whole", "aif")
+WHOLE_CHANNEL = CHANNELS.index("whole")  # the curve the temporal segments are read from
 GRID_STEP_S = 1.5
 PRE_BOLUS_S = 12.0
 GRID_FRAMES = 48

@@ -23,13 +23,12 @@ from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
 from .analysis import analyse_dsc, read_perfusion_case
-from .curves import PatientCurves, patient_curves, sliding_windows
+from .curves import WHOLE_CHANNEL, PatientCurves, patient_curves, sliding_windows
 from .model_bundle import save_perfusion_model
 from .patterns import attention_heatmap, curve_segments, full_curve_attention, pattern_table, temporal_pattern
 from .training import LstmTraining, predict_patients, train_lstm
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
-WHOLE = 3  # channel index of the whole-tumour curve
 
 
 @dataclass
@@ -100,8 +99,8 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
         for name, features in baselines.items():
             oof[name][held] = _baseline(features, y, train, held)
     final, history = train_lstm(cohort.windows[development], y[development], settings.training, progress=stage("LSTM final"))
-    test_scores = {"LSTM": predict_patients(final, cohort.windows[test])[0]}
-    attention[test] = predict_patients(final, cohort.windows[test])[1]
+    test_probabilities, attention[test] = predict_patients(final, cohort.windows[test])
+    test_scores = {"LSTM": test_probabilities}
     for name, features in baselines.items():
         test_scores[name] = _baseline(features, y, development, test)
 
@@ -117,7 +116,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     patterns = []
     for curves, weights in zip(cohort.curves, attention):
         full = full_curve_attention(weights)
-        patterns.append(temporal_pattern(full, curve_segments(curves.curves[WHOLE], curves.grid_s))[0])
+        patterns.append(temporal_pattern(full, curve_segments(curves.curves[WHOLE_CHANNEL], curves.grid_s))[0])
     table = pattern_table(patterns, y)
     out_dir = Path(out_dir)
     title = "IDH prediction from DSC perfusion" + (" (labels permuted: leakage check)" if settings.permute_labels else "")

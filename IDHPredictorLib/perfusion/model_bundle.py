@@ -60,7 +60,7 @@ def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSI
     curves = patient_curves(analysis)
     probability, attention = predict_patients(model, sliding_windows(curves.curves)[None])
     full = full_curve_attention(attention[0])
-    number, pair = temporal_pattern(full, curve_segments(curves.curves[3], curves.grid_s))
+    number, pair = temporal_pattern(full, curve_segments(curves.curves[curve_grid.WHOLE_CHANNEL], curves.grid_s))
     if rcbv_map is not None:
         from ..io.images import write_image
 
