@@ -9,9 +9,9 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io.case import read_case
+from ..io.case import Case, read_case
 from ..segmentation.inference import segment_case
-from ..segmentation.model_bundle import DEFAULT_MODELS, load_model
+from ..segmentation.model_bundle import DEFAULT_MODELS, SegmentationModel, load_model
 from .cache import model_key
 from .descriptors import DescriptorOptions, deep_descriptors
 from .model import DlrModel
@@ -20,23 +20,51 @@ log = logging.getLogger(__name__)
 DEFAULT_DLR_MODEL = DEFAULT_MODELS / "dlr-flair-t1ce"
 
 
-def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL, mask: sitk.Image | None = None,
-                models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
-    """IDH-mutant probability, decision value and top features of one case.
-
-    The segmentation network is looked up beside the DLR bundle, then in ``models_dir``.
-    The tumour mask is, in order: ``mask`` (e.g. corrected in Slicer), the case's ``_seg`` file,
-    or a new segmentation by the network the DLR bundle was built on.
-    """
+def load_dlr_predictor(dlr_bundle: str | Path = DEFAULT_DLR_MODEL,
+                       models_dir: Path = DEFAULT_MODELS) -> tuple[DlrModel, SegmentationModel, Path]:
+    """The DLR bundle and the segmentation network it was built on (looked up beside the bundle,
+    then in ``models_dir``); a network that changed since is refused."""
     dlr = DlrModel.load(dlr_bundle)
     record = dlr.record
     beside = Path(dlr_bundle).parent / record["segmentation_model"]
     segmentation_folder = beside if beside.is_dir() else Path(models_dir) / record["segmentation_model"]
     model = load_model(segmentation_folder)
-    options = DescriptorOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["descriptor_options"].items()})
-    if model_key(model, segmentation_folder, options) != record["segmentation_key"]:
+    if model_key(model, segmentation_folder, _descriptor_options(record)) != record["segmentation_key"]:
         raise InputError(segmentation_folder, f"is not the network DLR bundle {Path(dlr_bundle).name} was built on",
                          "Restore that segmentation bundle, or rebuild the DLR bundle with idh-predictor dlr --save-model")
+    return dlr, model, segmentation_folder
+
+
+def _descriptor_options(record: dict) -> DescriptorOptions:
+    return DescriptorOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["descriptor_options"].items()})
+
+
+def predict_dlr_case(case: Case, mask: sitk.Image, dlr_bundle: str | Path = DEFAULT_DLR_MODEL,
+                     models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None,
+                     mask_source: str = "given mask") -> dict[str, object]:
+    """IDH-mutant probability, decision value and top features of an in-memory ``case`` inside
+    ``mask`` (BraTS labels, e.g. corrected in Slicer's Segment Editor)."""
+    dlr, model, _ = load_dlr_predictor(dlr_bundle, models_dir)
+    record = dlr.record
+    missing = [m for m in model.modalities if m not in case.images]
+    if missing:
+        raise InputError(case.folder, f"the DLR model needs {', '.join(missing)}", "Load or select those volumes")
+    layer = record["layer"]
+    descriptors = deep_descriptors(model.network, model.modalities, case, mask, (layer,), _descriptor_options(record),
+                                   progress)[layer]
+    prediction = dlr.predict(descriptors)
+    return {"case_id": case.case_id, "idh_mutant_probability": prediction.probability,
+            "predicted_class": "mutant" if prediction.decision > 0 else "wildtype",
+            "decision_value": prediction.decision, "mask": mask_source, "model": str(dlr_bundle),
+            "model_metrics": record.get("metrics", {}), "top_features": prediction.top_features,
+            "note": record.get("note", "")}
+
+
+def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL, mask: sitk.Image | None = None,
+                models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
+    """``predict_dlr_case`` for a case folder. The tumour mask is, in order: ``mask``, the case's
+    ``_seg`` file, or a new segmentation by the network the DLR bundle was built on."""
+    _, model, segmentation_folder = load_dlr_predictor(dlr_bundle, models_dir)
     case = read_case(case_dir, model.modalities, labels=True, dsc=False)
     mask_source = "given mask"
     if mask is None and case.labels is not None:
@@ -44,11 +72,4 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
     elif mask is None:
         log.info("%s has no _seg file: segmenting it with %s", case_dir, segmentation_folder.name)
         mask, mask_source = segment_case(model.network, model.modalities, case), f"segmented by {segmentation_folder.name}"
-    layer = record["layer"]
-    descriptors = deep_descriptors(model.network, model.modalities, case, mask, (layer,), options, progress)[layer]
-    prediction = dlr.predict(descriptors)
-    return {"case_id": case.case_id, "idh_mutant_probability": prediction.probability,
-            "predicted_class": "mutant" if prediction.decision > 0 else "wildtype",
-            "decision_value": prediction.decision, "mask": mask_source, "model": str(dlr_bundle),
-            "model_metrics": record.get("metrics", {}), "top_features": prediction.top_features,
-            "note": record.get("note", "")}
+    return predict_dlr_case(case, mask, dlr_bundle, models_dir, progress, mask_source)

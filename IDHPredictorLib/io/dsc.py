@@ -96,11 +96,12 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
                              f"Add {sidecar_path(path).name} with RepetitionTime and EchoTime (seconds), or pass TR")
         log.warning("%s: no TR given and no sidecar JSON; using the 4th voxel spacing, %.3f s", path, tr)
     te = echo_time_s or sidecar.get("EchoTime") or header_te
-    _check_timing(path, float(tr), None if te is None else float(te), image.GetSize()[3])
+    check_timing(path, float(tr), None if te is None else float(te), image.GetSize()[3])
     return DscSeries(image, float(tr), None if te is None else float(te), path)
 
 
-def _check_timing(path: Path, tr: float, te: float | None, frames: int) -> None:
+def check_timing(path: Path, tr: float, te: float | None, frames: int) -> None:
+    """Refuse too few frames and implausible TR/TE (seconds) with the fix named."""
     if frames < MIN_FRAMES:
         raise InputError(path, f"has only {frames} time frames", f"A DSC series needs at least {MIN_FRAMES}; check that "
                          "the whole dynamic acquisition was exported")

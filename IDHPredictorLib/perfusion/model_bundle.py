@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from ..bundle import read_bundle, write_bundle
 from ..errors import InputError
+from ..io.dsc import DscSeries
 from ..segmentation.model_bundle import DEFAULT_MODELS
 from . import curves as curve_grid
+from .analysis import PerfusionAnalysis
+from .curves import PatientCurves
 from .network import AttentionLSTM, LstmArchitecture
 
 KIND = "perfusion"
@@ -45,32 +50,58 @@ def load_perfusion_model(folder: str | Path) -> tuple[AttentionLSTM, dict]:
     return model.eval(), record
 
 
-def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSION_MODEL,
-                      heatmap: Path | None = None, rcbv_map: Path | None = None) -> dict[str, object]:
-    """Perfusion probability, temporal pattern, rCBV statistics (and the heat map PNG, the rCBV
-    map on the DSC grid) of one case."""
-    from .analysis import analyse_dsc, read_perfusion_case
+@dataclass
+class PerfusionPrediction:
+    """One patient's perfusion prediction with what the displays need (curves, rCBV map)."""
+
+    result: dict[str, object]
+    analysis: PerfusionAnalysis
+    curves: PatientCurves
+    attention: np.ndarray  # (grid frames,) attention over the full curve
+
+
+def predict_perfusion_series(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, case_id: str,
+                             bundle: str | Path = DEFAULT_PERFUSION_MODEL,
+                             aif_voxels: np.ndarray | None = None) -> PerfusionPrediction:
+    """Perfusion probability, temporal pattern and rCBV statistics from in-memory images:
+    ``labels`` (BraTS 1/2/4) and ``brain`` (skull-stripped structural) on one grid, the AIF
+    automatic or at ``aif_voxels`` ((z, y, x) DSC indices)."""
+    from .analysis import analyse_dsc
     from .curves import patient_curves, sliding_windows
-    from .patterns import attention_heatmap, curve_segments, full_curve_attention, temporal_pattern
+    from .patterns import curve_segments, full_curve_attention, temporal_pattern
     from .training import predict_patients
 
     model, record = load_perfusion_model(bundle)
-    case = read_perfusion_case(case_dir)
-    analysis = analyse_dsc(case.dsc, case.labels, case.reference)
+    analysis = analyse_dsc(dsc, labels, brain, aif_voxels)
     curves = patient_curves(analysis)
     probability, attention = predict_patients(model, sliding_windows(curves.curves)[None])
     full = full_curve_attention(attention[0])
     number, pair = temporal_pattern(full, curve_segments(curves.curves[curve_grid.WHOLE_CHANNEL], curves.grid_s))
+    result = {"case_id": case_id, "idh_mutant_probability": float(probability[0]),
+              "predicted_class": "mutant" if probability[0] > 0.5 else "wildtype",
+              "temporal_pattern": f"TP{number}", "pattern_segments": list(pair), "attention": np.round(full, 5).tolist(),
+              "rcbv": analysis.statistics, "aif_voxels_zyx": analysis.aif.voxels.tolist(), "aif_method": analysis.aif.method,
+              "channels_present": dict(zip(curve_grid.CHANNELS, curves.present)),
+              "model": str(bundle), "model_metrics": record.get("metrics", {}), "note": record.get("note", "")}
+    return PerfusionPrediction(result, analysis, curves, full)
+
+
+def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSION_MODEL,
+                      heatmap: Path | None = None, rcbv_map: Path | None = None) -> dict[str, object]:
+    """``predict_perfusion_series`` for a case folder (and the heat map PNG, the rCBV map on the
+    DSC grid)."""
+    from .analysis import read_perfusion_case
+    from .patterns import attention_heatmap
+
+    case = read_perfusion_case(case_dir)
+    prediction = predict_perfusion_series(case.dsc, case.labels, case.reference, case.case_id, bundle)
     if rcbv_map is not None:
         from ..io.images import write_image
 
-        write_image(analysis.rcbv_image(), rcbv_map)
+        write_image(prediction.analysis.rcbv_image(), rcbv_map)
     if heatmap is not None:
-        attention_heatmap(curves.curves, full, curves.grid_s, heatmap, f"{case.case_id}: TP{number}", curves.present)
-    return {"case_id": case.case_id, "idh_mutant_probability": float(probability[0]),
-            "predicted_class": "mutant" if probability[0] > 0.5 else "wildtype",
-            "temporal_pattern": f"TP{number}", "pattern_segments": list(pair), "attention": np.round(full, 5).tolist(),
-            "rcbv": analysis.statistics, "aif_voxels_zyx": analysis.aif.voxels.tolist(),
-            "channels_present": dict(zip(curve_grid.CHANNELS, curves.present)), "heatmap": str(heatmap) if heatmap else None,
-            "rcbv_map": str(rcbv_map) if rcbv_map else None,
-            "model": str(bundle), "model_metrics": record.get("metrics", {}), "note": record.get("note", "")}
+        curves = prediction.curves
+        attention_heatmap(curves.curves, prediction.attention, curves.grid_s, heatmap,
+                          f"{case.case_id}: {prediction.result['temporal_pattern']}", curves.present)
+    return {**prediction.result, "heatmap": str(heatmap) if heatmap else None,
+            "rcbv_map": str(rcbv_map) if rcbv_map else None}

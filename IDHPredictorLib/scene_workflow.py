@@ -1,0 +1,224 @@
+"""The Slicer module's workflow on scene nodes: load a case, segment, DLR, perfusion, results.
+
+``IDHPredictorLogic`` delegates here, and the tests run the same functions on a bare
+``vtkMRMLScene`` from ``slicer-core``. Scene access goes through ``slicer_bridge``; every number
+comes from the library functions the command line uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import slicer_bridge as bridge
+from .errors import InputError
+from .io.atomic import atomic_directory, atomic_path
+from .io.case import MODALITIES, REFERENCE_ORDER, Case, read_case
+from .io.images import same_grid, write_image
+from .perfusion.curves import CHANNELS
+from .perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, PerfusionPrediction, predict_perfusion_series
+from .segmentation.model_bundle import default_bundle_for, load_model
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SceneCase:
+    """One patient's nodes: structural volumes by role (t1, t1ce, t2, flair), the tumour
+    segmentation and the DSC series (sequence or multi-volume node)."""
+
+    case_id: str
+    volumes: dict[str, object]
+    segmentation: object | None = None
+    dsc: object | None = None
+    results: dict[str, object] = field(default_factory=dict)
+    perfusion: PerfusionPrediction | None = None
+
+    @property
+    def reference(self) -> object:
+        """The volume node whose grid the label map lives on (T1c, else FLAIR, T2, T1)."""
+        role = next((r for r in REFERENCE_ORDER if self.volumes.get(r) is not None), None)
+        if role is None:
+            raise InputError(None, f"{self.case_id}: no structural volume selected", "Select at least the FLAIR volume")
+        return self.volumes[role]
+
+
+def load_case(scene: object, case_dir: str | Path) -> SceneCase:
+    """Read a BraTS-layout case folder with the library (validated) and add it to ``scene``:
+    one volume node per modality, the ``_seg`` file as a segmentation node, DSC as a sequence."""
+    case = read_case(case_dir)
+    volumes = {role: bridge.volume_node_from_image(scene, image, f"{case.case_id}_{role}")
+               for role, image in case.images.items()}
+    scene_case = SceneCase(case.case_id, volumes)
+    if case.labels is not None:
+        scene_case.segmentation = bridge.segmentation_node_from_labels(
+            scene, case.labels, scene_case.reference, f"{case.case_id} tumour")
+    if case.dsc is not None:
+        scene_case.dsc = bridge.dsc_sequence_node_from_series(scene, case.dsc, f"{case.case_id}_dsc")
+    return scene_case
+
+
+def case_from_nodes(scene_case: SceneCase, with_labels: bool = True) -> Case:
+    """The library's ``Case`` from the nodes: images on the reference grid (others resampled,
+    linear), labels exported from the (possibly edited) segmentation node."""
+    reference = bridge.image_from_volume_node(scene_case.reference)
+    images = {}
+    for role in MODALITIES:
+        node = scene_case.volumes.get(role)
+        if node is None:
+            continue
+        image = sitk.Cast(bridge.image_from_volume_node(node), sitk.sitkFloat32)
+        if not same_grid(image, reference):
+            image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
+        images[role] = image
+    labels = None
+    if with_labels and scene_case.segmentation is not None:
+        labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)
+    return Case(scene_case.case_id, Path(f"<scene case {scene_case.case_id}>"), images, labels)
+
+
+def segment(scene: object, scene_case: SceneCase, model_folder: str | Path | None = None,
+            progress: Progress | None = None) -> object:
+    """Segment the case with the CNN (default: the shipped bundle for the selected modalities) and
+    put the result in the case's segmentation node (replaced if it exists)."""
+    from .segmentation.inference import segment_case
+
+    available = {role for role, node in scene_case.volumes.items() if node is not None}
+    folder = Path(model_folder) if model_folder else default_bundle_for(available)
+    model = load_model(folder)
+    missing = [m for m in model.modalities if m not in available]
+    if missing:
+        raise InputError(folder, f"needs {', '.join(missing)}, which is not selected", "Select it, or choose another model")
+    labels = segment_case(model.network, model.modalities, case_from_nodes(scene_case, with_labels=False),
+                          progress=progress)
+    return set_labels(scene, scene_case, labels)
+
+
+def set_labels(scene: object, scene_case: SceneCase, labels: sitk.Image) -> object:
+    """Replace the case's segmentation node by one holding ``labels`` (BraTS 1/2/4)."""
+    if scene_case.segmentation is not None:
+        scene.RemoveNode(scene_case.segmentation)
+    scene_case.segmentation = bridge.segmentation_node_from_labels(scene, labels, scene_case.reference,
+                                                                   f"{scene_case.case_id} tumour")
+    return scene_case.segmentation
+
+
+def _require_segmentation(scene_case: SceneCase) -> None:
+    if scene_case.segmentation is None:
+        raise InputError(None, f"{scene_case.case_id}: no tumour segmentation", "Run Segmentation first, or select one")
+
+
+def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, progress: Progress | None = None
+                ) -> dict[str, object]:
+    """DLR IDH-mutant probability and top features from the current (corrected) segmentation."""
+    from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr_case
+
+    _require_segmentation(scene_case)
+    case = case_from_nodes(scene_case)
+    result = predict_dlr_case(case, case.labels, dlr_bundle or DEFAULT_DLR_MODEL, progress=progress,
+                              mask_source=f"segmentation node {scene_case.segmentation.GetName()}")
+    scene_case.results["dlr"] = result
+    return result
+
+
+def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path | None = None,
+                      aif_markups: object | None = None, repetition_time_s: float | None = None,
+                      echo_time_s: float | None = None) -> PerfusionPrediction:
+    """Perfusion prediction from the DSC node and the current segmentation; adds the curve chart
+    (attention heat band) and the rCBV map to the scene."""
+    _require_segmentation(scene_case)
+    if scene_case.dsc is None:
+        raise InputError(None, f"{scene_case.case_id}: no DSC series", "Load the DSC series and select it")
+    dsc = bridge.dsc_series_from_node(scene_case.dsc, repetition_time_s, echo_time_s)
+    aif_voxels = None if aif_markups is None else bridge.aif_voxels_from_markups(aif_markups, dsc)
+    case = case_from_nodes(scene_case)
+    prediction = predict_perfusion_series(dsc, case.labels, case.reference, scene_case.case_id,
+                                          bundle or DEFAULT_PERFUSION_MODEL, aif_voxels)
+    curves = prediction.curves
+    present = [name for name, shown in zip(CHANNELS, curves.present) if shown]
+    chosen = np.asarray([index for index, shown in enumerate(curves.present) if shown])
+    bridge.plot_curves(scene, curves.grid_s, curves.curves[chosen], present, prediction.attention,
+                       f"{scene_case.case_id} perfusion")
+    bridge.rcbv_map_node(scene, prediction.analysis.rcbv_image(), f"{scene_case.case_id} rCBV")
+    scene_case.results["perfusion"] = prediction.result
+    scene_case.perfusion = prediction
+    return prediction
+
+
+def results_table(scene: object, scene_case: SceneCase, age: float | None = None) -> object:
+    """The patient's one results table node (created or updated)."""
+    header = {"case_id": scene_case.case_id, **({"patient_age": age} if age is not None else {})}
+    return bridge.table_node_from_results(scene, {**header, **scene_case.results}, f"{scene_case.case_id} results")
+
+
+def export_report(scene_case: SceneCase, folder: str | Path) -> Path:
+    """Report folder (written whole or not at all): result.json, the tumour label map, a
+    segmentation overlay PNG and, with perfusion, the attention heat map PNG."""
+    from .perfusion.patterns import attention_heatmap
+    from .segmentation.figures import overlay_figure
+
+    case = case_from_nodes(scene_case)
+    with atomic_directory(folder) as tmp:
+        (tmp / "result.json").write_text(json.dumps({"case_id": scene_case.case_id, **scene_case.results}, indent=2)
+                                         + "\n", encoding="utf-8")
+        if case.labels is not None:
+            write_image(case.labels, tmp / f"{scene_case.case_id}_seg.nii.gz")
+            background = case.images.get("flair", case.reference)
+            overlay_figure(sitk.GetArrayFromImage(background), sitk.GetArrayFromImage(case.labels), None,
+                           tmp / "segmentation.png", f"{scene_case.case_id}: tumour segmentation")
+        if scene_case.perfusion is not None:
+            curves = scene_case.perfusion.curves
+            attention_heatmap(curves.curves, scene_case.perfusion.attention, curves.grid_s, tmp / "attention.png",
+                              f"{scene_case.case_id}: {scene_case.perfusion.result['temporal_pattern']}", curves.present)
+    return Path(folder)
+
+
+def process_case(scene: object, case_dir: str | Path, output_dir: str | Path, settings: Mapping[str, object] | None = None,
+                 progress: Progress | None = None) -> dict[str, object]:
+    """Batch: load, segment with the CNN, DLR, perfusion (when the case has DSC), results table and
+    report folder ``output_dir/<case id>``. ``settings`` may name ``segmentation_model``,
+    ``dlr_model``, ``perfusion_model`` and ``use_existing_labels`` (skip the CNN when the case has
+    a ``_seg`` file)."""
+    settings = dict(settings or {})
+    scene_case = load_case(scene, case_dir)
+    if scene_case.segmentation is None or not settings.get("use_existing_labels", False):
+        segment(scene, scene_case, settings.get("segmentation_model"), progress)
+    compute_dlr(scene_case, settings.get("dlr_model"))
+    if scene_case.dsc is not None:
+        compute_perfusion(scene, scene_case, settings.get("perfusion_model"))
+    results_table(scene, scene_case)
+    export_report(scene_case, Path(output_dir) / scene_case.case_id)
+    return {"case_id": scene_case.case_id, **scene_case.results}
+
+
+def process_cohort(scene: object, cohort_dir: str | Path, output_dir: str | Path,
+                   settings: Mapping[str, object] | None = None, progress: Progress | None = None) -> list[dict]:
+    """``process_case`` for every case folder of a cohort. A case with bad input is reported (its
+    error in the summary) and the run goes on; each case's nodes are removed after it, except its
+    results table, so a large cohort does not fill the scene. Writes ``output_dir/summary.json``."""
+    from .io.cohort import case_folders
+
+    folders = case_folders(cohort_dir)
+    summary: list[dict] = []
+    for done, folder in enumerate(folders, start=1):
+        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+        try:
+            summary.append(process_case(scene, folder, output_dir, settings))
+        except InputError as error:
+            summary.append({"case_id": folder.name, "error": str(error)})
+        finally:
+            added = [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+            for node in filter(None, (scene.GetNodeByID(i) for i in added if i not in before)):
+                if not (node.IsA("vtkMRMLTableNode") and node.GetName().endswith(" results")):
+                    scene.RemoveNode(node)
+        if progress:
+            progress(done, len(folders))
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(output_dir) / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
