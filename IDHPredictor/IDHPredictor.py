@@ -1,33 +1,38 @@
 """IDHPredictor: 3D Slicer module for non-invasive IDH status prediction of gliomas (research use).
 
-Module / Widget / Logic / Test after Slicer's scripted-module template. The widget only binds
-the GUI to a parameter node and calls the Logic; the Logic calls IDHPredictorLib, which holds
-every computation and runs without Slicer too.
+Module / Widget / Logic / Test after Slicer's scripted-module template. The widget binds the GUI
+to a parameter node and calls the Logic; the Logic calls IDHPredictorLib (scene_workflow and the
+MRML bridge), which holds every computation and also runs without Slicer.
 """
 
+import importlib.util
 import logging
 import os
+import shutil
 import sys
 import tempfile
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Optional, Union
 
+import qt
 import slicer
-from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-# Running from a source checkout (Application Settings > Modules > additional path = IDHPredictor/):
-# the library sits one folder up. In a built extension it is installed beside the module.
+# From a source checkout (Application Settings > Modules > additional path = IDHPredictor/) the
+# library sits one folder up; in a built extension it is installed beside the module.
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_SOURCE_ROOT, "IDHPredictorLib")) and _SOURCE_ROOT not in sys.path:
     sys.path.append(_SOURCE_ROOT)
 
 RESEARCH_NOTE = _("Research use only, not for diagnosis. The models shipped with this extension were trained "
                   "on simulated (phantom) patients.")
+log = logging.getLogger(__name__)
+ROLES = {"t1": "t1Volume", "t1ce": "t1cVolume", "t2": "t2Volume", "flair": "flairVolume"}
 
 
 class IDHPredictor(ScriptedLoadableModule):
@@ -39,22 +44,32 @@ class IDHPredictor(ScriptedLoadableModule):
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["IDHPredictor developers"]
-        self.parent.helpText = _("Segments a glioma on T1, T1c, T2 and FLAIR, lets you correct the mask, and predicts "
-                                 "IDH mutation status from deep-learning radiomics and DSC perfusion. ") + RESEARCH_NOTE
+        self.parent.helpText = _("Segments a glioma on T1, T1c, T2 and FLAIR, lets you correct the mask in the Segment "
+                                 "Editor, and predicts IDH mutation status from deep-learning radiomics and DSC "
+                                 "perfusion. ") + RESEARCH_NOTE
         self.parent.acknowledgementText = _("Implements Li et al., Sci Rep 2017 (deep-learning radiomics) and Choi et "
                                             "al., Neuro-Oncology 2019 (DSC perfusion attention-LSTM).")
 
 
 @parameterNodeWrapper
 class IDHPredictorParameterNode:
-    """Inputs of the workflow, saved with the scene."""
+    """Inputs and settings of the workflow, saved with the scene. Empty model paths mean the
+    bundles shipped in Resources/models."""
 
     t1Volume: vtkMRMLScalarVolumeNode
     t1cVolume: vtkMRMLScalarVolumeNode
     t2Volume: vtkMRMLScalarVolumeNode
     flairVolume: vtkMRMLScalarVolumeNode
-    tumourLabels: vtkMRMLLabelMapVolumeNode
+    dscSeries: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode]
     patientAge: Annotated[float, WithinRange(0.0, 120.0)] = 50.0
+    segmentationModel: Path
+    dlrModel: Path
+    perfusionModel: Path
+    tumourSegmentation: vtkMRMLSegmentationNode
+    automaticAif: bool = True
+    aifPoints: vtkMRMLMarkupsFiducialNode
+    repetitionTime: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
+    echoTime: Annotated[float, WithinRange(0.0, 200.0)] = 0.0
 
 
 class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -66,6 +81,10 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._job = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self.onPollJob)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -79,9 +98,17 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
+        self.ui.correctButton.connect("clicked(bool)", self.onCorrect)
+        self.ui.dlrButton.connect("clicked(bool)", self.onDlr)
+        self.ui.perfusionButton.connect("clicked(bool)", self.onPerfusion)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self._showJob(None)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.onCancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -116,43 +143,141 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             caseDir = self.logic.generatePhantomCase(tempfile.mkdtemp(prefix="IDHPredictorPhantom-"))
             self.logic.loadCase(caseDir, self._parameterNode)
 
+    def onSegment(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+            self.logic.ensureDependencies()
+            self._startJob(self.logic.startSegmentation(self._parameterNode), self.logic.finishSegmentation)
+
+    def onDlr(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the DLR prediction."), waitCursor=True):
+            self.logic.ensureDependencies()
+            self._startJob(self.logic.startDlr(self._parameterNode), self.logic.finishDlr)
+
+    def onPerfusion(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
+            self.logic.ensureDependencies()
+            result = self.logic.computePerfusion(self._parameterNode)
+            rcbv = result["rcbv"]
+            self.ui.perfusionResultLabel.text = _("IDH-mutant probability {p:.2f} ({c}); temporal pattern {tp}; rCBV mean "
+                                                  "{m:.2f}, 95th pct {q:.2f}").format(
+                p=result["idh_mutant_probability"], c=result["predicted_class"], tp=result["temporal_pattern"],
+                m=rcbv["rcbv_mean"], q=rcbv["rcbv_p95"])
+
+    def onCorrect(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot open the Segment Editor."), waitCursor=True):
+            self.logic.openSegmentEditor(self._parameterNode)
+
+    def onExport(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to export the report."), waitCursor=True):
+            folder = self.logic.exportReport(self._parameterNode, self.ui.reportDirectoryButton.directory)
+            self.ui.statusLabel.text = _("Report written to {folder}").format(folder=folder)
+
+    def onCancel(self) -> None:
+        if self._job is not None:
+            self._job[0].cancel()
+
+    def _startJob(self, job, finish) -> None:
+        self._job = (job, finish)
+        self._showJob(_("Starting..."))
+        self._timer.start()
+
+    def onPollJob(self) -> None:
+        job, finish = self._job
+        progress = job.progress
+        if progress is not None:
+            self.ui.progressBar.maximum, self.ui.progressBar.value = progress.total, progress.done
+            self.ui.statusLabel.text = progress.description
+        if job.running:
+            return
+        self._timer.stop()
+        self._job = None
+        self._showJob(None)
+        if job.cancelled:
+            self.logic.discardJob(job)
+            self.ui.statusLabel.text = _("Cancelled.")
+            return
+        with slicer.util.tryWithErrorDisplay(_("The computation did not finish."), waitCursor=True):
+            result = finish(job, self._parameterNode)
+            if isinstance(result, dict):
+                self._showDlr(result)
+
+    def _showJob(self, message: Optional[str]) -> None:
+        running = message is not None
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = running
+        for button in (self.ui.segmentButton, self.ui.dlrButton, self.ui.perfusionButton, self.ui.exportButton):
+            button.enabled = not running
+        if running:
+            self.ui.progressBar.maximum, self.ui.progressBar.value = 0, 0
+            self.ui.statusLabel.text = message
+
+    def _showDlr(self, result: dict) -> None:
+        metrics = result.get("model_metrics", {})
+        self.ui.dlrResultLabel.text = _("IDH-mutant probability {p:.2f} ({c}); model validation AUC {auc}").format(
+            p=result["idh_mutant_probability"], c=result["predicted_class"], auc=metrics.get("auc", "n/a"))
+        self.ui.dlrFeaturesLabel.text = ", ".join(str(f) for f in result.get("top_features", [])[:5])
+
 
 class IDHPredictorLogic(ScriptedLoadableModuleLogic):
-    """Scene-level operations; callable from Slicer's Python console for batch use."""
-
-    ROLES = {"t1": "t1Volume", "t1ce": "t1cVolume", "t2": "t2Volume", "flair": "flairVolume"}
+    """Scene-level operations, callable from Slicer's Python console for batch use:
+    ``IDHPredictorLogic().processCase(caseDir, outputDir)`` or ``.processCohort(cohortDir, outputDir)``."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self._cases = {}  # case id -> scene_workflow.SceneCase, so results accumulate across panels
+        self._dependenciesChecked = False
 
     def getParameterNode(self) -> IDHPredictorParameterNode:
         return IDHPredictorParameterNode(super().getParameterNode())
 
-    def loadCase(self, caseDir: str, parameterNode: Optional[IDHPredictorParameterNode] = None) -> dict:
-        """Read and validate a BraTS-layout case with IDHPredictorLib, push it into the scene.
+    def ensureDependencies(self) -> None:
+        """Install Resources/requirements.txt and torch on the first Apply (never at import)."""
+        if self._dependenciesChecked:
+            return
+        requirements = Path(__file__).parent / "Resources" / "requirements.txt"
+        try:
+            import slicer.packaging as packaging  # Slicer 5.12+
+            packaging.pip_ensure(packaging.load_requirements(requirements), requester="IDH Predictor")
+        except ImportError:
+            slicer.util.pip_install(["-r", str(requirements)])
+        if importlib.util.find_spec("torch") is None:
+            import PyTorchUtils  # from the PyTorch extension (EXTENSION_DEPENDS)
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
+                raise RuntimeError(_("PyTorch is required. Install it from the PyTorch Utils module."))
+        self._dependenciesChecked = True
 
-        Returns {role: node}. Raises IDHPredictorLib.errors.InputError on bad input.
-        """
-        import sitkUtils
-        from IDHPredictorLib.io.case import read_case
+    def sceneCase(self, parameterNode: IDHPredictorParameterNode):
+        """The workflow's view of the selected nodes (results kept per case between calls)."""
+        from IDHPredictorLib.scene_workflow import SceneCase
 
-        case = read_case(caseDir, dsc=False)
-        nodes = {}
-        for role, image in case.images.items():
-            nodes[role] = sitkUtils.PushVolumeToSlicer(image, name=f"{case.case_id}_{role}")
-        if case.labels is not None:
-            nodes["seg"] = sitkUtils.PushVolumeToSlicer(case.labels, name=f"{case.case_id}_seg",
-                                                         className="vtkMRMLLabelMapVolumeNode")
+        volumes = {role: getattr(parameterNode, name) for role, name in ROLES.items()}
+        reference = next((node for node in (volumes["t1ce"], volumes["flair"], volumes["t2"], volumes["t1"]) if node), None)
+        if reference is None:
+            raise ValueError(_("Select the input volumes first (at least FLAIR)."))
+        caseId = reference.GetName().rsplit("_", 1)[0] if "_" in reference.GetName() else reference.GetName()
+        case = self._cases.setdefault(caseId, SceneCase(caseId, {}))
+        case.volumes = {role: node for role, node in volumes.items() if node is not None}
+        case.segmentation, case.dsc = parameterNode.tumourSegmentation, parameterNode.dscSeries
+        return case
+
+    def loadCase(self, caseDir: str, parameterNode: Optional[IDHPredictorParameterNode] = None):
+        """Read and validate a BraTS-layout case with IDHPredictorLib and add it to the scene."""
+        from IDHPredictorLib.scene_workflow import load_case
+
+        case = load_case(slicer.mrmlScene, caseDir)
+        self._cases[case.case_id] = case
         if parameterNode is not None:
-            for role, attribute in self.ROLES.items():
-                if role in nodes:
-                    setattr(parameterNode, attribute, nodes[role])
-            if "seg" in nodes:
-                parameterNode.tumourLabels = nodes["seg"]
-        if "flair" in nodes:
-            slicer.util.setSliceViewerLayers(background=nodes["flair"], label=nodes.get("seg"), fit=True)
-        logging.info("Loaded case %s from %s", case.case_id, caseDir)
-        return nodes
+            for role, name in ROLES.items():
+                setattr(parameterNode, name, case.volumes.get(role))
+            parameterNode.tumourSegmentation, parameterNode.dscSeries = case.segmentation, case.dsc
+        self._show(case)
+        log.info("Loaded case %s from %s", case.case_id, caseDir)
+        return case
+
+    def _show(self, case) -> None:
+        background = case.volumes.get("flair") or case.reference
+        slicer.util.setSliceViewerLayers(background=background, fit=True)
+        if case.segmentation is not None:
+            case.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(case.reference)
 
     def generatePhantomCase(self, outputDir: str, seed: int = 0) -> str:
         """Simulate one small phantom patient into outputDir and return its case folder."""
@@ -161,25 +286,175 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         cohort = generate_cohort(os.path.join(outputDir, "cohort"), PhantomOptions(cases=1, seed=seed, size="small"))
         return str(cohort / case_id(0))
 
+    @staticmethod
+    def _modelPath(path) -> Optional[str]:
+        return str(path) if path and str(path) not in ("", ".") else None
+
+    def _startJob(self, arguments: list, folder: Path):
+        from IDHPredictorLib.background import BackgroundJob
+
+        return BackgroundJob(arguments, python=shutil.which("PythonSlicer"), workdir=folder)
+
+    def discardJob(self, job) -> None:
+        """Remove a finished or cancelled job's scratch folder."""
+        shutil.rmtree(job.workdir, ignore_errors=True)
+
+    def startSegmentation(self, parameterNode: IDHPredictorParameterNode):
+        """Segment in a background PythonSlicer process; ``finishSegmentation`` reads the result."""
+        from IDHPredictorLib.scene_workflow import write_case_folder
+
+        case = self.sceneCase(parameterNode)
+        folder = write_case_folder(case, tempfile.mkdtemp(prefix="IDHPredictorJob-"), with_labels=False)
+        model = self._modelPath(parameterNode.segmentationModel)
+        return self._startJob(["segment", str(folder), "--out", str(folder / "labels.nii.gz")]
+                              + (["--model", model] if model else []), folder)
+
+    def finishSegmentation(self, job, parameterNode: IDHPredictorParameterNode):
+        from IDHPredictorLib.io.case import read_label_map
+        from IDHPredictorLib.scene_workflow import set_labels
+
+        try:
+            job.check()
+            case = self.sceneCase(parameterNode)
+            node = set_labels(slicer.mrmlScene, case, read_label_map(job.workdir / "labels.nii.gz"))
+            parameterNode.tumourSegmentation = node
+            self._show(case)
+            return node
+        finally:
+            self.discardJob(job)
+
+    def segment(self, parameterNode: IDHPredictorParameterNode):
+        """Segment in this process (batch use and self-test); returns the segmentation node."""
+        from IDHPredictorLib.scene_workflow import segment
+
+        case = self.sceneCase(parameterNode)
+        parameterNode.tumourSegmentation = segment(slicer.mrmlScene, case, self._modelPath(parameterNode.segmentationModel))
+        return parameterNode.tumourSegmentation
+
+    def openSegmentEditor(self, parameterNode: IDHPredictorParameterNode) -> None:
+        """Open the Segment Editor on the tumour segmentation over the FLAIR (or reference) volume."""
+        case = self.sceneCase(parameterNode)
+        if case.segmentation is None:
+            raise ValueError(_("Run the segmentation first, or select a tumour segmentation."))
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(case.segmentation)
+        editor.setSourceVolumeNode(case.volumes.get("flair") or case.reference)
+
+    def startDlr(self, parameterNode: IDHPredictorParameterNode):
+        """DLR prediction from the current (corrected) mask in a background process."""
+        from IDHPredictorLib.scene_workflow import write_case_folder
+
+        case = self.sceneCase(parameterNode)
+        if case.segmentation is None:
+            raise ValueError(_("Run the segmentation first, or select a tumour segmentation."))
+        folder = write_case_folder(case, tempfile.mkdtemp(prefix="IDHPredictorJob-"))
+        model = self._modelPath(parameterNode.dlrModel)
+        return self._startJob(["predict", str(folder), "--out", str(folder / "result.json")]
+                              + (["--dlr-model", model] if model else []), folder)
+
+    def finishDlr(self, job, parameterNode: IDHPredictorParameterNode) -> dict:
+        import json
+
+        try:
+            job.check()
+            case = self.sceneCase(parameterNode)
+            result = json.loads((job.workdir / "result.json").read_text(encoding="utf-8"))["dlr"]
+            result["mask"] = f"segmentation node {case.segmentation.GetName()}"
+            case.results["dlr"] = result
+            self.updateResultsTable(parameterNode)
+            return result
+        finally:
+            self.discardJob(job)
+
+    def computeDlr(self, parameterNode: IDHPredictorParameterNode) -> dict:
+        """DLR prediction in this process (batch use and self-test)."""
+        from IDHPredictorLib.scene_workflow import compute_dlr
+
+        result = compute_dlr(self.sceneCase(parameterNode), self._modelPath(parameterNode.dlrModel))
+        self.updateResultsTable(parameterNode)
+        return result
+
+    def computePerfusion(self, parameterNode: IDHPredictorParameterNode) -> dict:
+        """Perfusion prediction, curve chart with attention band and rCBV map (numpy work, seconds)."""
+        from IDHPredictorLib.scene_workflow import compute_perfusion
+
+        aif = None if parameterNode.automaticAif else parameterNode.aifPoints
+        if not parameterNode.automaticAif and aif is None:
+            raise ValueError(_("Place AIF points (markups) on an artery, or tick automatic AIF."))
+        prediction = compute_perfusion(slicer.mrmlScene, self.sceneCase(parameterNode),
+                                       self._modelPath(parameterNode.perfusionModel), aif,
+                                       parameterNode.repetitionTime or None,
+                                       parameterNode.echoTime / 1000.0 if parameterNode.echoTime else None)
+        self.updateResultsTable(parameterNode)
+        return prediction.result
+
+    def updateResultsTable(self, parameterNode: IDHPredictorParameterNode):
+        """The patient's results table node (one per patient, updated in place)."""
+        from IDHPredictorLib.scene_workflow import results_table
+
+        return results_table(slicer.mrmlScene, self.sceneCase(parameterNode), parameterNode.patientAge)
+
+    def exportReport(self, parameterNode: IDHPredictorParameterNode, outputDir: str) -> str:
+        """Write ``outputDir/<case id>``: result.json, label map and PNGs."""
+        from IDHPredictorLib.scene_workflow import export_report
+
+        case = self.sceneCase(parameterNode)
+        return str(export_report(case, Path(outputDir) / case.case_id))
+
+    def processCase(self, caseDir: str, outputDir: str, **settings) -> dict:
+        """Batch: load, segment, DLR, perfusion (with DSC), results table, report folder."""
+        from IDHPredictorLib.scene_workflow import process_case
+
+        return process_case(slicer.mrmlScene, caseDir, outputDir, settings)
+
+    def processCohort(self, cohortDir: str, outputDir: str, **settings) -> list:
+        """Batch over every case folder of a cohort; writes outputDir/summary.json."""
+        from IDHPredictorLib.scene_workflow import process_cohort
+
+        return process_cohort(slicer.mrmlScene, cohortDir, outputDir, settings,
+                              lambda done, total: log.info("IDHPredictor: %d/%d cases", done, total))
+
 
 class IDHPredictorTest(ScriptedLoadableModuleTest):
-    """Self-test run by Slicer's test harness and from the Reload & Test button."""
+    """Self-test run by Slicer's test harness and from the Reload & Test button: a small phantom
+    case through load, segmentation, a Segment-Editor-like edit, DLR, perfusion and export."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         self.setUp()
-        self.test_LoadPhantomCase()
+        self.test_WholeWorkflow()
 
-    def test_LoadPhantomCase(self) -> None:
+    def test_WholeWorkflow(self) -> None:
+        import numpy as np
+
         self.delayDisplay("Generating and loading a phantom case")
         logic = IDHPredictorLogic()
-        caseDir = logic.generatePhantomCase(tempfile.mkdtemp(prefix="IDHPredictorTest-"), seed=1)
+        workDir = tempfile.mkdtemp(prefix="IDHPredictorTest-")
         parameterNode = logic.getParameterNode()
-        nodes = logic.loadCase(caseDir, parameterNode)
-        self.assertEqual(sorted(nodes), ["flair", "seg", "t1", "t1ce", "t2"])
-        self.assertIs(parameterNode.flairVolume, nodes["flair"])
-        labels = slicer.util.arrayFromVolume(nodes["seg"])
-        self.assertTrue(set(labels.ravel().tolist()) <= {0, 1, 2, 4} and labels.any())
+        case = logic.loadCase(logic.generatePhantomCase(workDir, seed=1), parameterNode)
+        self.assertEqual(sorted(case.volumes), ["flair", "t1", "t1ce", "t2"])
+        self.assertIs(parameterNode.flairVolume, case.volumes["flair"])
+
+        self.delayDisplay("Segmenting")
+        segmentation = logic.segment(parameterNode)
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 3)
+        dlr = logic.computeDlr(parameterNode)
+        perfusion = logic.computePerfusion(parameterNode)
+        self.assertTrue(0.0 <= dlr["idh_mutant_probability"] <= 1.0)
+
+        self.delayDisplay("Erasing half of the enhancing segment, as an editor would")
+        segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Enhancing tumour")
+        array = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, case.reference)
+        zs = np.flatnonzero(array.any(axis=(1, 2)))
+        self.assertGreater(len(zs), 1)
+        array[zs[len(zs) // 2]:] = 0
+        slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentation, segmentId, case.reference)
+        self.assertNotEqual(logic.computePerfusion(parameterNode)["rcbv"], perfusion["rcbv"])
+        self.assertNotEqual(logic.computeDlr(parameterNode)["decision_value"], dlr["decision_value"])
+
+        report = logic.exportReport(parameterNode, os.path.join(workDir, "report"))
+        self.assertTrue(os.path.exists(os.path.join(report, "result.json")))
         self.delayDisplay("Test passed")

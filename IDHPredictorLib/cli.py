@@ -15,9 +15,16 @@ from . import __version__
 from .errors import InputError
 from .segmentation.network import LAYERS
 
+PROGRESS_LINES = False  # set by --progress-lines: report progress to a parent process (background.py)
+
 
 def tqdm_progress(description: str, unit: str = "step") -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback drawing one tqdm bar (opened on first call, closed at the end)."""
+    """A ``progress(done, total)`` callback drawing one tqdm bar (opened on first call, closed at the end),
+    or printing machine-readable progress lines when run by ``background.BackgroundJob``."""
+    if PROGRESS_LINES:
+        from .background import progress_line
+
+        return lambda done, total: print(progress_line(done, total, description), flush=True)
     bar: tqdm | None = None
 
     def advance(done: int, total: int) -> None:
@@ -220,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idh-predictor", description="IDH mutation prediction for gliomas (research use).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("--progress-lines", action="store_true",
+                        help="print progress as plain lines (for a parent process such as Slicer), not bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     phantom = commands.add_parser("phantom", help="generate a simulated glioma cohort")
@@ -329,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``idh-predictor`` console script."""
+    global PROGRESS_LINES
     args = build_parser().parse_args(argv)
+    PROGRESS_LINES = args.progress_lines
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         args.run(args)

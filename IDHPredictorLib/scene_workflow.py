@@ -82,6 +82,19 @@ def case_from_nodes(scene_case: SceneCase, with_labels: bool = True) -> Case:
     return Case(scene_case.case_id, Path(f"<scene case {scene_case.case_id}>"), images, labels)
 
 
+def write_case_folder(scene_case: SceneCase, folder: str | Path, with_labels: bool = True) -> Path:
+    """Write the selected volumes (and the current segmentation) as a BraTS-layout case folder,
+    the input of a background ``idh-predictor`` process."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    case = case_from_nodes(scene_case, with_labels)
+    for role, image in case.images.items():
+        write_image(image, folder / f"{case.case_id}_{role}.nii.gz")
+    if case.labels is not None:
+        write_image(case.labels, folder / f"{case.case_id}_seg.nii.gz")
+    return folder
+
+
 def segment(scene: object, scene_case: SceneCase, model_folder: str | Path | None = None,
             progress: Progress | None = None) -> object:
     """Segment the case with the CNN (default: the shipped bundle for the selected modalities) and

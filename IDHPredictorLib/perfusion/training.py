@@ -40,7 +40,7 @@ def _flatten(windows: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Te
 
 
 def train_lstm(windows: np.ndarray, y: np.ndarray, options: LstmTraining = LstmTraining(),
-               architecture: LstmArchitecture = LstmArchitecture(),
+               architecture: LstmArchitecture = LstmArchitecture(),  # noqa: B008 (frozen dataclass: immutable default)
                progress: Callable[[int, int], None] | None = None) -> tuple[AttentionLSTM, list[dict[str, float]]]:
     """Fit on patients ``windows`` (P, 8, 5, L) with labels ``y`` (P,); returns the best-validation
     model (on CPU) and the per-epoch history."""

@@ -123,9 +123,9 @@ def deformed_anatomy(rng: np.random.Generator, grid: Grid = BRATS_GRID) -> Anato
     centre_index = (BRATS_BRAIN_CENTRE + shift - np.asarray(grid.origin)) / np.asarray(grid.spacing)
     lo = np.maximum(np.floor(centre_index - half_extent / np.asarray(grid.spacing)), 0).astype(int)
     hi = np.minimum(np.ceil(centre_index + half_extent / np.asarray(grid.spacing)), np.asarray(grid.size)).astype(int)
-    box_shape = tuple(int(h - l) for l, h in zip(lo[::-1], hi[::-1]))
+    box_shape = tuple(int(h - low) for low, h in zip(lo[::-1], hi[::-1]))
 
-    zz, yy, xx = np.meshgrid(*[np.arange(l, h, dtype=np.float32) for l, h in zip(lo[::-1], hi[::-1])], indexing="ij")
+    zz, yy, xx = np.meshgrid(*[np.arange(low, h, dtype=np.float32) for low, h in zip(lo[::-1], hi[::-1])], indexing="ij")
     physical = [np.float32(grid.origin[a]) + np.float32(grid.spacing[a]) * idx for a, idx in enumerate((xx, yy, zz))]
     displacement = _smooth_displacement(rng, box_shape, 2.5)
     offsets = [physical[a] - np.float32(BRATS_BRAIN_CENTRE[a] + shift[a]) + displacement[a] for a in range(3)]

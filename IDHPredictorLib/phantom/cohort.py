@@ -21,6 +21,7 @@ from .tissue import MODALITIES, patient_relaxation, synthesise_modality, tissue_
 from .traits import GRADE_MIX, PatientTraits, draw_traits
 from .tumour import make_tumour
 
+
 @dataclass(frozen=True)
 class PhantomOptions:
     """What to simulate. ``effect`` scales every genotype difference (0 = none, 1 = literature)."""

@@ -68,12 +68,12 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
     half = np.ceil(radius_vox * 1.9).astype(int)
     lo = np.maximum(centre - half, 0)
     hi = np.minimum(centre + half + 1, grid.shape)
-    box = tuple(slice(l, h) for l, h in zip(lo, hi))
+    box = tuple(slice(low, h) for low, h in zip(lo, hi))
     shape = tuple(hi - lo)
 
     axes = rng.uniform(0.8, 1.25, size=3)
     rotation = _random_rotation(rng)
-    offsets_mm = np.stack(np.meshgrid(*[(np.arange(l, h) - c) * s for l, h, c, s in zip(lo, hi, centre, spacing_zyx)],
+    offsets_mm = np.stack(np.meshgrid(*[(np.arange(low, h) - c) * s for low, h, c, s in zip(lo, hi, centre, spacing_zyx)],
                                       indexing="ij"), axis=-1)
     r = np.linalg.norm((offsets_mm @ rotation.T) / axes, axis=-1) / traits.whole_radius_mm
     sigma = 5.0 / spacing_zyx

@@ -35,7 +35,7 @@ def brain_box(brain: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
         raise InputError(None, "the images are empty (no brain voxels)", "Check that the case holds skull-stripped MRI")
     lo = np.argwhere(brain).min(axis=0)
     hi = np.argwhere(brain).max(axis=0) + 1
-    return tuple(slice(max(int(l) - margin, 0), min(int(h) + margin, n)) for l, h, n in zip(lo, hi, brain.shape))
+    return tuple(slice(max(int(low) - margin, 0), min(int(h) + margin, n)) for low, h, n in zip(lo, hi, brain.shape))
 
 
 def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = True) -> NetworkInput:

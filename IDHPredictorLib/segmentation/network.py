@@ -64,10 +64,10 @@ class SegmentationCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
         """Class scores (N, 4, h, w); with ``until`` a layer name, that layer's activations."""
-        for name, x in self._stages(x):
+        for name, activations in self._stages(x):
             if name == until:
-                return x
-        return x
+                return activations
+        return activations
 
     def layer_outputs(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Activations of several ``layers`` from one pass (stops after the deepest one asked for)."""
@@ -75,9 +75,9 @@ class SegmentationCNN(nn.Module):
         if unknown:
             raise ValueError(f"unknown layer(s) {sorted(unknown)}; choose from {', '.join(LAYERS)}")
         outputs = {}
-        for name, x in self._stages(x):
+        for name, activations in self._stages(x):
             if name in layers:
-                outputs[name] = x
+                outputs[name] = activations
                 if len(outputs) == len(set(layers)):
                     break
         return outputs
