@@ -313,10 +313,27 @@ def _double_column(name: str, values: np.ndarray) -> vtk.vtkDoubleArray:
     return array
 
 
+def _remove_named(scene: slicer.vtkMRMLScene, class_name: str, name: str) -> None:
+    """Remove earlier output nodes of this name (and a chart's series and table), so re-running a
+    step replaces its display instead of piling up copies."""
+    nodes = scene.GetNodesByClassByName(class_name, name)
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if node.IsA("vtkMRMLPlotChartNode"):
+            series = [node.GetNthPlotSeriesNode(j) for j in range(node.GetNumberOfPlotSeriesNodes())]
+            for table in {s.GetTableNode() for s in series if s.GetTableNode() is not None}:
+                scene.RemoveNode(table)
+            for item in series:
+                scene.RemoveNode(item)
+        scene.RemoveNode(node)
+
+
 def plot_curves(scene: slicer.vtkMRMLScene, grid_s: np.ndarray, curves: np.ndarray, channels: Sequence[str],
                 attention: np.ndarray, name: str) -> slicer.vtkMRMLPlotChartNode:
     """Chart of one line per curve ((channels, frames) z-scored signal) over time, with the
-    attention as a bar series scaled into a band below the curves (the heat band)."""
+    attention as a bar series scaled into a band below the curves (the heat band). Replaces an
+    earlier chart of the same name."""
+    _remove_named(scene, "vtkMRMLPlotChartNode", name)
     table = vtk.vtkTable()
     table.AddColumn(_double_column("time (s)", grid_s))
     for channel, curve in zip(channels, curves):
@@ -349,7 +366,9 @@ def plot_curves(scene: slicer.vtkMRMLScene, grid_s: np.ndarray, curves: np.ndarr
 
 
 def rcbv_map_node(scene: slicer.vtkMRMLScene, rcbv: sitk.Image, name: str) -> slicer.vtkMRMLScalarVolumeNode:
-    """The rCBV map as a volume node shown with a cold-to-hot colour map, window 0-5."""
+    """The rCBV map as a volume node shown with a cold-to-hot colour map, window 0-5 (replacing an
+    earlier map of the same name)."""
+    _remove_named(scene, "vtkMRMLScalarVolumeNode", name)
     node = volume_node_from_image(scene, rcbv, name)
     colour = next((scene.GetNodeByID(i) for i in RCBV_COLOUR_NODES if scene.GetNodeByID(i) is not None), None)
     if colour is None:  # a bare scene (no default colour nodes): make the rainbow table
