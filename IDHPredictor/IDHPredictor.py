@@ -144,6 +144,9 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.loadCase(caseDir, self._parameterNode)
 
     def onSegment(self) -> None:
+        if self._parameterNode.tumourSegmentation and not slicer.util.confirmOkCancelDisplay(
+                _("Replace the current tumour segmentation (and any corrections made to it)?")):
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
             self.logic.ensureDependencies()
             self._startJob(self.logic.startSegmentation(self._parameterNode), self.logic.finishSegmentation)
@@ -157,11 +160,22 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
             self.logic.ensureDependencies()
             result = self.logic.computePerfusion(self._parameterNode)
+            self._showInLayout(result["case_id"])
             rcbv = result["rcbv"]
             self.ui.perfusionResultLabel.text = _("IDH-mutant probability {p:.2f} ({c}); temporal pattern {tp}; rCBV mean "
                                                   "{m:.2f}, 95th pct {q:.2f}").format(
                 p=result["idh_mutant_probability"], c=result["predicted_class"], tp=result["temporal_pattern"],
                 m=rcbv["rcbv_mean"], q=rcbv["rcbv_p95"])
+
+    def _showInLayout(self, caseId: str) -> None:
+        """Show the perfusion chart (curves over the attention band) and the results table."""
+        chart = slicer.mrmlScene.GetFirstNode(f"{caseId} perfusion", "vtkMRMLPlotChartNode")
+        if chart is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+        table = slicer.mrmlScene.GetFirstNode(f"{caseId} results", "vtkMRMLTableNode")
+        if table is not None:
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
 
     def onCorrect(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot open the Segment Editor."), waitCursor=True):
@@ -200,6 +214,7 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             result = finish(job, self._parameterNode)
             if isinstance(result, dict):
                 self._showDlr(result)
+                self._showInLayout(result["case_id"])
 
     def _showJob(self, message: Optional[str]) -> None:
         running = message is not None
@@ -276,8 +291,6 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
     def _show(self, case) -> None:
         background = case.volumes.get("flair") or case.reference
         slicer.util.setSliceViewerLayers(background=background, fit=True)
-        if case.segmentation is not None:
-            case.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(case.reference)
 
     def generatePhantomCase(self, outputDir: str, seed: int = 0) -> str:
         """Simulate one small phantom patient into outputDir and return its case folder."""

@@ -341,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     global PROGRESS_LINES
     args = build_parser().parse_args(argv)
     PROGRESS_LINES = args.progress_lines
+    if PROGRESS_LINES:  # run by a parent that may cancel: unwind on SIGTERM so partial outputs are removed
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         args.run(args)
