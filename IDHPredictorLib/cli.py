@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -215,6 +216,19 @@ def _predict(args: argparse.Namespace) -> None:
             tmp.write_text(text + "\n", encoding="utf-8")
     print(text)
 
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import DemoSettings, run_demo
+
+    if args.cases is not None and args.cases < 12:
+        raise SystemExit("idh-predictor demo: --cases must be at least 12 (folds need both genotypes)")
+    workers = args.workers or min(4, os.cpu_count() or 1)
+    settings = DemoSettings.quick(args.cases, workers) if args.quick else \
+        DemoSettings(**({"cases": args.cases} if args.cases else {}), workers=workers)
+    started = time.perf_counter()
+    report = run_demo(args.out, settings, lambda name: tqdm_progress(name), " ".join(["idh-predictor", *sys.argv[1:]]))
+    print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
+
+
 def json_dumps(value: object) -> str:
     """Pretty JSON for terminal output."""
     import json
@@ -333,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--rcbv-map", help="with --perfusion-model: write the rCBV map (DSC grid) here, e.g. rcbv.nii.gz")
     predict.add_argument("--out", help="also write the result as JSON here")
     predict.set_defaults(run=_predict)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on a fresh phantom cohort -> report.html")
+    demo.add_argument("--out", default="demo", help="output folder (default: demo)")
+    demo.add_argument("--cases", type=int, help="cohort size (default 60; 20 with --quick)")
+    demo.add_argument("--quick", action="store_true", help="smaller cohort, no layer comparison: a first try in minutes")
+    demo.add_argument("--workers", type=int, help="parallel processes (default: one per core, max 4)")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -73,8 +73,11 @@ def _baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.n
 
 
 def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSettings,
-                       progress: ProgressFactory | None = None, save_model: Path | None = None) -> dict[str, object]:
-    """Run the evaluation; write report.json, table.md, roc.png, patterns.json and heat maps."""
+                       progress: ProgressFactory | None = None, save_model: Path | None = None,
+                       analysed: CohortPerfusion | None = None) -> dict[str, object]:
+    """Run the evaluation; write report.json, table.md, roc.png, patterns.json and heat maps.
+    ``analysed`` reuses the DSC analysis of an earlier run on the same cohort (it is label-free);
+    the returned dict holds it under ``analysed``."""
     if save_model is not None and settings.permute_labels:
         raise InputError(save_model, "a model trained on permuted labels would be meaningless", "Drop --save-model or --permute-labels")
     stage = progress or (lambda _name: None)
@@ -82,7 +85,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     y = np.array([c.idh_mutant for c in cases], dtype=int)
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
-    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
+    cohort = analysed or analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
     age = np.array([c.age for c in cases])
     baselines = {"age + mean rCBV": np.column_stack([age, [s["rcbv_mean"] for s in cohort.statistics]]),
                  "age + enhancement": np.column_stack([age, [float(c.present[0]) for c in cohort.curves]])}
@@ -138,4 +141,4 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
         save_perfusion_model(save_model, final, {"training": settings.training.as_dict(), "history": history,
                                                  "training_cohort": {"folder": str(cohort_dir), "patients": int(len(development))},
                                                  "metrics": {"cv_simulated": cv_metrics}})
-    return {"results": results, **summary}
+    return {"results": results, **summary, "analysed": cohort}

@@ -33,7 +33,8 @@ class EvaluationResult:
                 "metrics": self.metrics, **self.extra}
 
 
-def _cell(metric: dict[str, float | None]) -> str:
+def metric_cell(metric: dict[str, float | None]) -> str:
+    """``0.9560 (0.89-1.00)``: value with its bootstrap CI, ``n/a`` when undefined."""
     value, low, high = metric["value"], metric["ci_low"], metric["ci_high"]
     if value is None:
         return "n/a"
@@ -49,7 +50,7 @@ def markdown_table(results: list[EvaluationResult]) -> str:
         if result.section != section:
             section = result.section
             lines.append(f"| **{section}** |" + " |" * len(METRIC_KEYS))
-        lines.append(f"| {result.name} | " + " | ".join(_cell(result.metrics[k]) for k in METRIC_KEYS) + " |")
+        lines.append(f"| {result.name} | " + " | ".join(metric_cell(result.metrics[k]) for k in METRIC_KEYS) + " |")
     return "\n".join(lines) + "\n\nValues with bootstrap 95% CI (1,000 resamples of patients).\n"
 
 

@@ -4,9 +4,10 @@ widget agree, and the library stays free of Qt/Slicer imports (it must run outsi
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
-import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -144,8 +145,7 @@ def test_requirements_are_installed_on_demand_not_at_import() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    ruff = shutil.which("ruff")
-    if ruff is None:
+    if importlib.util.find_spec("ruff") is None:
         pytest.fail("ruff not installed: pip install -e '.[test]'")
-    result = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -1,0 +1,124 @@
+"""``report.html`` of the demo: one self-contained page (figures embedded) from ``demo.json``."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from .io.atomic import atomic_path
+from .validation.metrics import METRIC_KEYS
+from .validation.report import metric_cell
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}
+th{background:#eee}.section td{background:#f6f6f6;font-weight:bold}.note{color:#b35900;font-weight:bold}
+img{max-width:100%;border:1px solid #ddd;margin:4px 0}"""
+
+
+def _table(header: list[str], rows: list[list[object]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for row in rows:
+        if len(row) == 1:  # a section title spanning the table
+            body.append(f'<tr class="section"><td colspan="{len(header)}">{html.escape(str(row[0]))}</td></tr>')
+        else:
+            body.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>")
+    return f'<table id="{table_id}"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+def metrics_table(results: list[dict], table_id: str) -> str:
+    """Rows grouped by section, columns Methods | AUC ... MCC, values with bootstrap CIs (the papers' layout)."""
+    rows, section = [], None
+    for result in results:
+        if result["section"] != section:
+            section = result["section"]
+            rows.append([section])
+        rows.append([result["name"], *(metric_cell(result["metrics"][k]) for k in METRIC_KEYS)])
+    return _table(["Methods", *(k.upper() for k in METRIC_KEYS)], rows, table_id)
+
+
+def _figure(folder: Path, relative: str, caption: str) -> str:
+    path = folder / relative
+    if not path.exists():
+        return f"<p>(figure {html.escape(relative)} was not produced)</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _auc(results: list[dict], name_part: str = "") -> dict:
+    result = next(r for r in results if name_part in r["name"])
+    return result["metrics"]["auc"]
+
+
+def write_html(folder: Path, record: dict) -> Path:
+    """Render the demo record into ``folder/report.html``."""
+    seg, dlr, perf, new = record["segmentation"], record["dlr"], record["perfusion"], record["new_patient"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(record['title'])}</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(record['title'])}</h1>",
+             "<p class='note'>All patients in this report are simulated (digital phantom). The numbers describe the "
+             "method on the simulator, not clinical performance. Research use only, not for diagnosis.</p>",
+             f"<p>Command: <code>{html.escape(record['command'])}</code><br>Date: {record['date']}<br>"
+             f"Machine: {html.escape(str(record['machine']))}<br>Cohort: {record['cohort']['patients']} patients, "
+             f"{record['cohort']['mutant']} IDH-mutant, {record['cohort']['size']}, mix {record['cohort']['mix']}.</p>"]
+
+    parts.append("<h2>Segmentation</h2>")
+    parts.append(f"<p>Shipped model <code>{seg['model']}</code> on {len(seg['cases'])} new full-size (1 mm) phantom "
+                 "patients, Dice against the phantom's labels.</p>")
+    parts.append(_table(["Region", "Dice mean", "Dice sd"], [[region, f"{v['mean']:.3f}", f"{v['sd']:.3f}"]
+                                                             for region, v in seg["dice"].items()], "segmentation-dice"))
+    parts.append(_figure(folder, seg["overlay"], "FLAIR, prediction and phantom labels (1 red, 2 green, 4 yellow)"))
+
+    validation = record["settings"]["validation"]
+    parts.append(f"<h2>Deep-learning radiomics (Li et al. 2017)</h2><h3>Table 2 layout: {validation} and temporal split</h3>")
+    parts.append("<p>Masks: the phantom's labels. GMM, selection and SVM fitted inside every training fold.</p>")
+    parts.append(metrics_table(dlr["dlr_main"] + dlr["dlr_temporal"], "dlr-table2"))
+    parts.append(_figure(folder, "dlr-main/roc.png", f"ROC, {validation}"))
+    parts.append(_figure(folder, "dlr-temporal/roc.png", "ROC, temporal split"))
+    if "dlr_layers" in dlr:
+        parts.append("<h3>Table 3 layout: layer comparison (5-fold CV, multi-modal)</h3>")
+        parts.append(metrics_table(dlr["dlr_layers"], "dlr-table3"))
+    else:
+        parts.append("<p>Layer comparison (Table 3) skipped in --quick.</p>")
+
+    parts.append("<h2>DSC perfusion attention-LSTM (Choi et al. 2019)</h2>")
+    parts.append(metrics_table(perf["results"], "perfusion-metrics"))
+    parts.append(_table(["Comparison (CV)", "AUC difference", "DeLong p"],
+                        [[f"LSTM vs {name}", f"{t['difference']:+.3f}", f"{t['p_value']:.3g}"] for name, t in perf["delong"].items()],
+                        "perfusion-delong"))
+    patterns = perf["patterns"]
+    parts.append(_table(["Temporal pattern", "IDH-mutant", "IDH-wildtype"],
+                        [[name, c["mutant"], c["wildtype"]] for name, c in patterns["counts"].items()], "perfusion-patterns"))
+    parts.append(f"<p>Chi-square test of pattern vs genotype: p = {patterns['p_value']}</p>")
+    parts.append(_figure(folder, "perfusion/roc.png", "ROC, perfusion"))
+    for genotype in ("mutant", "wildtype"):
+        parts.append(_figure(folder, f"perfusion/attention-{genotype}.png", f"Attention heat map, IDH-{genotype} example"))
+
+    parts.append("<h2>Label-permutation (leakage) check</h2>")
+    dlr_perm = _auc(dlr["dlr_permuted"])
+    perf_perm = _auc(record["perfusion_permuted"]["results"], "Attention-LSTM")
+    rows = []
+    for name, auc in ((f"DLR, {validation}, labels permuted", dlr_perm), ("Perfusion LSTM, 5-fold CV, labels permuted", perf_perm)):
+        inside = auc["value"] is not None and abs(auc["value"] - 0.5) <= 0.12
+        rows.append([name, metric_cell(auc), "yes" if inside else "NO"])
+    parts.append(_table(["Check", "AUC (95% CI)", "within 0.5 ± 0.12"], rows, "permutation"))
+
+    parts.append("<h2>One new patient, end to end</h2>")
+    parts.append(_table(["Quantity", "Value"], [
+        ["case", new["case_id"]], ["true IDH status (simulator)", new["truth_idh"]],
+        ["segmentation Dice WT / TC / ET", " / ".join(f"{v:.3f}" for k, v in seg["cases"][0].items()
+                                                      if k not in ("case_id", "seconds"))],
+        ["DLR IDH-mutant probability", f"{new['dlr']['idh_mutant_probability']:.3f} ({new['dlr']['predicted_class']})"],
+        ["perfusion IDH-mutant probability", f"{new['perfusion']['idh_mutant_probability']:.3f} ({new['perfusion']['predicted_class']})"],
+        ["temporal pattern", new["perfusion"]["temporal_pattern"]],
+        ["rCBV mean / 95th pct", f"{new['perfusion']['rcbv']['rcbv_mean']:.2f} / {new['perfusion']['rcbv']['rcbv_p95']:.2f}"],
+    ], "new-patient"))
+    parts.append(_figure(folder, new["heatmap"], "New patient: curves over the attention heat map"))
+
+    parts.append("<h2>Timings per stage</h2>")
+    parts.append(_table(["Stage", "seconds"], [[k, v] for k, v in record["timings_s"].items()], "timings"))
+    parts.append("</body></html>")
+    with atomic_path(folder / "report.html") as tmp:
+        tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return folder / "report.html"
