@@ -350,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole pipeline on a fresh phantom cohort -> report.html")
     demo.add_argument("--out", default="demo", help="output folder (default: demo)")
-    demo.add_argument("--cases", type=int, help="cohort size (default 60; 20 with --quick)")
-    demo.add_argument("--quick", action="store_true", help="smaller cohort, no layer comparison: a first try in minutes")
+    demo.add_argument("--cases", type=int, help="cohort size (default 48; 16 with --quick)")
+    demo.add_argument("--quick", action="store_true",
+                      help="16 patients, 5-fold instead of LOOCV, no layer comparison or FLAIR-only DLR: a first try in minutes")
     demo.add_argument("--workers", type=int, help="parallel processes (default: one per core, max 4)")
     demo.set_defaults(run=_demo)
     return parser
