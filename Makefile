@@ -1,9 +1,8 @@
-# Quick start: `make demo` (install + phantom cohort with preview), `make test` (install + test suite).
+# Quick start: `make demo` (install + the quick demo report), `make test` (install + test suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
-DEMO_CASES ?= 20
 
 .PHONY: demo test install install-test clean
 
@@ -25,14 +24,12 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
-	$(BIN)/idh-predictor phantom --out $(DEMO_DIR)/cohort --cases $(DEMO_CASES) --seed 0 --preview
-	$(BIN)/idh-predictor segment $(DEMO_DIR)/cohort/PHANTOM-000 --out $(DEMO_DIR)/PHANTOM-000_predicted_seg.nii.gz \
-		--overlay $(DEMO_DIR)/PHANTOM-000_segmentation.png
-	@echo "Open $(DEMO_DIR)/cohort/preview.png (a simulated patient beside a real one) and"
-	@echo "$(DEMO_DIR)/PHANTOM-000_segmentation.png (the default model's segmentation vs the phantom's labels)."
+	$(BIN)/idh-predictor demo --quick --out $(DEMO_DIR)
+	@echo "Open $(DEMO_DIR)/report.html. The full demo (48 patients, LOOCV, layer comparison, ~15 min):"
+	@echo "  $(BIN)/idh-predictor demo --out $(DEMO_DIR)-full"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-full .pytest_cache

@@ -1,0 +1,126 @@
+"""Regenerate the README's "Results on the phantom cohort" and "Performance" sections from JSON.
+
+    python Testing/Benchmarks/readme_sections.py [--demo DEMO_DIR/demo.json]
+
+``--demo`` first copies that run's demo.json to ``results/demo.json`` (the record the README
+cites); the benchmark JSON files come from ``run_benchmarks.py``. Segmentation training times are
+read from the shipped bundles' model.json (recorded when they were trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS = HERE / "results"
+
+
+def _auc(result: dict) -> str:
+    auc = result["metrics"]["auc"]
+    if auc["value"] is None:
+        return "n/a"
+    return f"{auc['value']:.3f}" + ("" if auc["ci_low"] is None else f" ({auc['ci_low']:.2f}-{auc['ci_high']:.2f})")
+
+
+def results_section(demo: dict) -> str:
+    """Markdown summary of one demo run."""
+    cohort, seg, timings = demo["cohort"], demo["segmentation"], demo["timings_s"]
+    lines = [f"These are **simulated patients** (the digital phantom), not real ones: the numbers describe the methods on "
+             f"the simulator. Run `{demo['command']}` on {demo['date']}, {demo['machine']['cpus']} CPUs, "
+             f"{timings['total'] / 60:.1f} min; the full report is `report.html` in its output folder.",
+             "",
+             f"* Cohort: {cohort['patients']} small (2.5 mm) patients, {cohort['mutant']} IDH-mutant, grades II-IV; "
+             f"{cohort['full_size_patients']} new full-size patients for segmentation.",
+             "* Segmentation Dice (shipped FLAIR+T1c CNN, full-size): " + ", ".join(
+                 f"{region.replace('_', ' ')} {v['mean']:.3f}" for region, v in seg["dice"].items()) + ".",
+             "", "| Model | Validation | AUC (95% CI) |", "|---|---|---|"]
+    for key in ("dlr_main", "dlr_temporal", "dlr_layers", "dlr_permuted"):
+        for result in demo["dlr"].get(key, []):
+            suffix = " (labels permuted)" if key == "dlr_permuted" else ""
+            lines.append(f"| {result['name']}{suffix} | {result['section']} | {_auc(result)} |")
+    for result in demo["perfusion"]["results"]:
+        lines.append(f"| {result['name']} | perfusion, {result['section']} | {_auc(result)} |")
+    for result in demo["perfusion_permuted"]["results"]:
+        if result["name"] == "Attention-LSTM" and result["validation"] == "cv":
+            lines.append(f"| Attention-LSTM (labels permuted) | perfusion, {result['section']} | {_auc(result)} |")
+    new = demo["new_patient"]
+    lines += ["", f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
+              f"{new['dlr']['idh_mutant_probability']:.2f}, perfusion p(mutant) = {new['perfusion']['idh_mutant_probability']:.2f}, "
+              f"pattern {new['perfusion']['temporal_pattern']}.",
+              "* Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if k != "total") + "."]
+    return "\n".join(lines)
+
+
+def _training_seconds(bundle: Path) -> float | None:
+    record = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+    history = record.get("training", {}).get("history") or []
+    return history[-1].get("seconds") if history and isinstance(history[-1], dict) else None
+
+
+def performance_section(results: Path = RESULTS) -> str:
+    """Markdown summary of the latest benchmark run."""
+    runner = json.loads((results / "runner.json").read_text(encoding="utf-8"))
+    seg = json.loads((results / "segmentation.json").read_text(encoding="utf-8"))
+    dlr = json.loads((results / "dlr.json").read_text(encoding="utf-8"))
+    perf = json.loads((results / "perfusion.json").read_text(encoding="utf-8"))
+    scaling = json.loads((results / "scaling.json").read_text(encoding="utf-8"))
+    fv = dlr["fisher_vector"]
+    lines = [f"`python Testing/Benchmarks/run_benchmarks.py` on {runner['date']} ({runner['machine']}; CPU only, no GPU was "
+             "available); details in `Testing/Benchmarks/RESULTS.md`.", "",
+             "| Step | Time | Side by side |", "|---|---|---|",
+             f"| Segmentation, full-size case (dense) | {seg['dense_cpu_s']:.1f} s | naive patch-per-voxel {seg['dense_speedup']:.0f}x slower (est.) |",
+             f"| DLR descriptors + Fisher vector | {dlr['dlr_s_per_case']:.2f} s/case | pyradiomics {dlr['radiomics_s_per_case']:.1f} s/case "
+             f"({dlr['radiomics_over_dlr']:.1f}x) |",
+             f"| Fisher vector, {fv['descriptors']} descriptors | {fv['ours_s'] * 1000:.1f} ms | skimage {fv['skimage_s'] * 1000:.1f} ms "
+             f"({fv['skimage_over_ours']:.1f}x) |",
+             f"| Perfusion analysis + prediction | {perf['mean_s_per_case']:.2f} s/case | |",
+             f"| LSTM training, {perf['training_patients']} patients, {perf['epochs']} epochs | {perf['training_one_fold_s']:.1f} s | |"]
+    for name in ("segmentation-flair-t1ce", "segmentation-flair", "segmentation-all"):
+        seconds = _training_seconds(ROOT / "Resources" / "models" / name)
+        if seconds is not None:
+            lines.append(f"| Training {name} (recorded in its model.json) | {seconds / 60:.0f} min | |")
+    lines += ["", "| Patients | DLR fit | DLR LOOCV (est.) | SVM LOOCV on Fisher vectors | LSTM training |", "|---|---|---|---|---|"]
+    for row in scaling["cohort_size"]:
+        lines.append(f"| {row['patients']} | {row['dlr_fit_s']:.1f} s | {row['dlr_loocv_s_est']:.0f} s | {row['svm_loocv_s']:.1f} s | "
+                     f"{row['lstm_training_s']:.1f} s ({row['lstm_epochs']} epochs) |")
+    small, full = scaling["image_size"]
+    lines += ["", f"Image size: segmentation {small['segmentation_s']:.1f} s (small) vs {full['segmentation_s']:.1f} s (full), "
+              f"descriptors {small['descriptors_s']:.1f} s vs {full['descriptors_s']:.1f} s.",
+              "Peak memory per benchmark process: " + ", ".join(
+                  f"{name.removeprefix('bench_')} {v['peak_memory_mb']} MB" for name, v in runner["benchmarks"].items()) + "."]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"README has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
+def render_readme(text: str) -> str:
+    """The README with both generated blocks refreshed from ``results/``."""
+    demo = json.loads((RESULTS / "demo.json").read_text(encoding="utf-8"))
+    text = replace_block(text, "demo-results", results_section(demo))
+    return replace_block(text, "performance", performance_section())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", help="demo.json of the run to cite (copied into results/)")
+    args = parser.parse_args()
+    if args.demo:
+        shutil.copyfile(args.demo, RESULTS / "demo.json")
+    readme = ROOT / "README.md"
+    readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
