@@ -46,6 +46,13 @@ def _figure(folder: Path, relative: str, caption: str) -> str:
     return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
+def machine_text(machine: dict) -> str:
+    """``Linux-..., 2 CPUs, Python 3.11.7, torch 2.13.0+cpu (2 threads), no GPU``."""
+    gpu = machine["gpu"] or "no GPU"
+    return (f"{machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}, torch {machine['torch']} "
+            f"({machine['torch_threads']} threads), {gpu}")
+
+
 def _auc(results: list[dict], name_part: str = "") -> dict:
     result = next(r for r in results if name_part in r["name"])
     return result["metrics"]["auc"]
@@ -60,7 +67,7 @@ def write_html(folder: Path, record: dict) -> Path:
              "<p class='note'>All patients in this report are simulated (digital phantom). The numbers describe the "
              "method on the simulator, not clinical performance. Research use only, not for diagnosis.</p>",
              f"<p>Command: <code>{html.escape(record['command'])}</code><br>Date: {record['date']}<br>"
-             f"Machine: {html.escape(str(record['machine']))}<br>Cohort: {record['cohort']['patients']} patients, "
+             f"Machine: {html.escape(machine_text(record['machine']))}<br>Cohort: {record['cohort']['patients']} patients, "
              f"{record['cohort']['mutant']} IDH-mutant, {record['cohort']['size']}, mix {record['cohort']['mix']}.</p>"]
 
     parts.append("<h2>Segmentation</h2>")

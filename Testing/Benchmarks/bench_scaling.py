@@ -55,6 +55,8 @@ def _svm_loocv(vectors: np.ndarray, labels: np.ndarray) -> None:
 
 
 def cohort_rows(sizes: list[int], epochs: int, rng: np.random.Generator) -> list[dict]:
+    warm_up = np.stack([sliding_windows(rng.standard_normal((5, GRID_FRAMES)).astype(np.float32)) for _ in range(4)])
+    train_lstm(warm_up, np.array([0, 1, 0, 1]), LstmTraining(epochs=1, patience=1, device="cpu"))  # torch start-up, untimed
     rows = []
     for patients in sizes:
         descriptors, labels = _synthetic_descriptors(patients, rng)

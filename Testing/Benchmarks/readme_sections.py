@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+from IDHPredictorLib.demo_report import machine_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
@@ -30,23 +32,24 @@ def results_section(demo: dict) -> str:
     """Markdown summary of one demo run."""
     cohort, seg, timings = demo["cohort"], demo["segmentation"], demo["timings_s"]
     lines = [f"These are **simulated patients** (the digital phantom), not real ones: the numbers describe the methods on "
-             f"the simulator. Run `{demo['command']}` on {demo['date']}, {demo['machine']['cpus']} CPUs, "
+             f"the simulator. Run `{demo['command']}` on {demo['date']}, {machine_text(demo['machine'])}, "
              f"{timings['total'] / 60:.1f} min; the full report is `report.html` in its output folder.",
              "",
              f"* Cohort: {cohort['patients']} small (2.5 mm) patients, {cohort['mutant']} IDH-mutant, grades II-IV; "
              f"{cohort['full_size_patients']} new full-size patients for segmentation.",
              "* Segmentation Dice (shipped FLAIR+T1c CNN, full-size): " + ", ".join(
                  f"{region.replace('_', ' ')} {v['mean']:.3f}" for region, v in seg["dice"].items()) + ".",
-             "", "| Model | Validation | AUC (95% CI) |", "|---|---|---|"]
+             "", "| Model | Validation (patients) | AUC (95% CI) |", "|---|---|---|"]
     for key in ("dlr_main", "dlr_temporal", "dlr_layers", "dlr_permuted"):
         for result in demo["dlr"].get(key, []):
             suffix = " (labels permuted)" if key == "dlr_permuted" else ""
-            lines.append(f"| {result['name']}{suffix} | {result['section']} | {_auc(result)} |")
+            lines.append(f"| {result['name']}{suffix} | {result['section']} ({result['n_patients']}) | {_auc(result)} |")
     for result in demo["perfusion"]["results"]:
-        lines.append(f"| {result['name']} | perfusion, {result['section']} | {_auc(result)} |")
+        lines.append(f"| {result['name']} | perfusion, {result['section']} ({result['n_patients']}) | {_auc(result)} |")
     for result in demo["perfusion_permuted"]["results"]:
         if result["name"] == "Attention-LSTM" and result["validation"] == "cv":
-            lines.append(f"| Attention-LSTM (labels permuted) | perfusion, {result['section']} | {_auc(result)} |")
+            lines.append(f"| Attention-LSTM (labels permuted) | perfusion, {result['section']} ({result['n_patients']}) | "
+                         f"{_auc(result)} |")
     new = demo["new_patient"]
     lines += ["", f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
               f"{new['dlr']['idh_mutant_probability']:.2f}, perfusion p(mutant) = {new['perfusion']['idh_mutant_probability']:.2f}, "
