@@ -9,7 +9,9 @@ shipped bundles. Every number and figure in ``report.html`` comes from this run.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import platform
 import time
@@ -23,6 +25,7 @@ import SimpleITK as sitk
 from .io.atomic import atomic_path
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,12 @@ def run_demo(out: str | Path, settings: DemoSettings, progress: ProgressFactory,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    notes = []
+    if settings.radiomics and importlib.util.find_spec("radiomics") is None:
+        notes.append("Radiomics baseline skipped: pyradiomics is not installed (pip install pyradiomics-bhklab, "
+                     "or pip install -e '.[radiomics]').")
+        log.warning(notes[-1])
+        settings = replace(settings, radiomics=False)
     clock = StageClock()
     cohort, full = out / "cohort", out / "full-size"
     options = PhantomOptions(cases=settings.cases, seed=settings.seed, size="small", mix="choi")
@@ -172,7 +181,7 @@ def run_demo(out: str | Path, settings: DemoSettings, progress: ProgressFactory,
     new_patient = clock.run("new patient end to end", lambda: _new_patient(full, first_labels, out, progress))
 
     record = {
-        "title": "IDHPredictor demo on a simulated (phantom) cohort",
+        "title": "IDHPredictor demo on a simulated (phantom) cohort", "notes": notes,
         "command": command, "settings": asdict(settings), "machine": machine_description(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cohort": {"patients": settings.cases, "size": "small (2.5 mm)", "mix": "choi (grades II-IV)",

@@ -70,6 +70,7 @@ def write_html(folder: Path, record: dict) -> Path:
              f"Machine: {html.escape(machine_text(record['machine']))}<br>Cohort: {record['cohort']['patients']} patients, "
              f"{record['cohort']['mutant']} IDH-mutant, {record['cohort']['size']}, mix {record['cohort']['mix']}.</p>"]
 
+    parts += [f"<p class='note'>{html.escape(note)}</p>" for note in record.get("notes", [])]
     parts.append("<h2>Segmentation</h2>")
     parts.append(f"<p>Shipped model <code>{seg['model']}</code> on {len(seg['cases'])} new full-size (1 mm) phantom "
                  "patients, Dice against the phantom's labels.</p>")
