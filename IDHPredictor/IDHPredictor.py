@@ -168,10 +168,14 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 m=rcbv["rcbv_mean"], q=rcbv["rcbv_p95"])
 
     def _showInLayout(self, caseId: str) -> None:
-        """Show the perfusion chart (curves over the attention band) and the results table."""
+        """Show the perfusion chart (curves over the attention band), the rCBV map over the
+        anatomy and the results table."""
         chart = slicer.mrmlScene.GetFirstNode(f"{caseId} perfusion", "vtkMRMLPlotChartNode")
         if chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(chart)
+        rcbv = slicer.mrmlScene.GetFirstNode(f"{caseId} rCBV", "vtkMRMLScalarVolumeNode")
+        if rcbv is not None:
+            slicer.util.setSliceViewerLayers(foreground=rcbv, foregroundOpacity=0.5)
         table = slicer.mrmlScene.GetFirstNode(f"{caseId} results", "vtkMRMLTableNode")
         if table is not None:
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
