@@ -225,3 +225,15 @@ def test_process_cohort_writes_reports_and_keeps_going(small_cohort: Path, tmp_p
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == json.loads(json.dumps(summary))
     kinds = {scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes())}
     assert "vtkMRMLScalarVolumeNode" not in kinds and scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 2
+
+
+def test_a_real_case_round_trips_through_the_scene(realdata: Path) -> None:
+    case_dir = sorted(p for p in realdata.iterdir() if p.is_dir())[0]
+    case = read_case(case_dir, dsc=False)
+    scene = slicer.vtkMRMLScene()
+    scene_case = workflow.load_case(scene, case_dir)
+    back = workflow.case_from_nodes(scene_case)
+    for role, image in case.images.items():
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(back.images[role]), sitk.GetArrayFromImage(image))
+        assert back.images[role].GetOrigin() == image.GetOrigin() and back.images[role].GetDirection() == image.GetDirection()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back.labels), sitk.GetArrayFromImage(case.labels))
