@@ -230,10 +230,11 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = message
 
     def _showDlr(self, result: dict) -> None:
-        metrics = result.get("model_metrics", {})
-        self.ui.dlrResultLabel.text = _("IDH-mutant probability {p:.2f} ({c}); model validation AUC {auc}").format(
-            p=result["idh_mutant_probability"], c=result["predicted_class"], auc=metrics.get("auc", "n/a"))
-        self.ui.dlrFeaturesLabel.text = ", ".join(str(f) for f in result.get("top_features", [])[:5])
+        from IDHPredictorLib.dlr.predict import describe_prediction
+
+        lines = describe_prediction(result)
+        self.ui.dlrResultLabel.text = f"{lines['prediction']}; {lines['validation']}"
+        self.ui.dlrFeaturesLabel.text = lines["features"]
 
 
 class IDHPredictorLogic(ScriptedLoadableModuleLogic):

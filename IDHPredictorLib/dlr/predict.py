@@ -73,3 +73,16 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
         log.info("%s has no _seg file: segmenting it with %s", case_dir, segmentation_folder.name)
         mask, mask_source = segment_case(model.network, model.modalities, case), f"segmented by {segmentation_folder.name}"
     return predict_dlr_case(case, mask, dlr_bundle, models_dir, progress, mask_source)
+
+
+def describe_prediction(result: dict[str, object], features: int = 5) -> dict[str, str]:
+    """Display lines for one DLR prediction (the Slicer panel): probability and class, the
+    bundle's validation AUC with its CI and validation scheme, the top features."""
+    from ..validation.report import metric_cell
+
+    validation = next(((name, values["auc"]) for name, values in dict(result.get("model_metrics") or {}).items()
+                       if isinstance(values, dict) and isinstance(values.get("auc"), dict)), None)
+    auc = f"{metric_cell(validation[1])} ({validation[0].replace('_', ', ')})" if validation else "not recorded"
+    top = [f"{f['feature']} (towards {f['towards']})" for f in list(result.get("top_features") or [])[:features]]
+    return {"prediction": f"IDH-mutant probability {result['idh_mutant_probability']:.2f} ({result['predicted_class']})",
+            "validation": f"model validation AUC {auc}", "features": "; ".join(top) or "none"}

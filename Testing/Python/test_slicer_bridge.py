@@ -237,3 +237,19 @@ def test_a_real_case_round_trips_through_the_scene(realdata: Path) -> None:
         np.testing.assert_array_equal(sitk.GetArrayFromImage(back.images[role]), sitk.GetArrayFromImage(image))
         assert back.images[role].GetOrigin() == image.GetOrigin() and back.images[role].GetDirection() == image.GetDirection()
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back.labels), sitk.GetArrayFromImage(case.labels))
+
+
+def test_dlr_panel_lines_read_the_bundles_validation_metrics() -> None:
+    import json
+
+    from IDHPredictorLib.dlr.predict import DEFAULT_DLR_MODEL, describe_prediction
+
+    metrics = json.loads((DEFAULT_DLR_MODEL / "model.json").read_text())["metrics"]
+    result = {"idh_mutant_probability": 0.123, "predicted_class": "wildtype", "model_metrics": metrics,
+              "top_features": [{"feature": "conv6 filter 8, component 53, mean", "contribution": -0.28, "towards": "wildtype"}]}
+    lines = describe_prediction(result)
+    auc = metrics["loocv_simulated"]["auc"]
+    assert lines["prediction"] == "IDH-mutant probability 0.12 (wildtype)"
+    assert f"{auc['value']:.4f} ({auc['ci_low']:.2f}-{auc['ci_high']:.2f}) (loocv, simulated)" in lines["validation"]
+    assert lines["features"] == "conv6 filter 8, component 53, mean (towards wildtype)"
+    assert "not recorded" in describe_prediction({**result, "model_metrics": {}})["validation"]
