@@ -60,7 +60,7 @@ class IDHPredictorParameterNode:
     t1cVolume: vtkMRMLScalarVolumeNode
     t2Volume: vtkMRMLScalarVolumeNode
     flairVolume: vtkMRMLScalarVolumeNode
-    dscSeries: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode]
+    dscSeries: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode, None]  # None: the wrapper's default must be writable
     patientAge: Annotated[float, WithinRange(0.0, 120.0)] = 50.0
     segmentationModel: Path
     dlrModel: Path
@@ -109,6 +109,8 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.onCancel()
+        self._timer.stop()
+        self._job = None
         self.removeObservers()
 
     def enter(self) -> None:
@@ -147,18 +149,18 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode.tumourSegmentation and not slicer.util.confirmOkCancelDisplay(
                 _("Replace the current tumour segmentation (and any corrections made to it)?")):
             return
+        self._ensureDependencies()
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
-            self.logic.ensureDependencies()
             self._startJob(self.logic.startSegmentation(self._parameterNode), self.logic.finishSegmentation)
 
     def onDlr(self) -> None:
+        self._ensureDependencies()
         with slicer.util.tryWithErrorDisplay(_("Failed to start the DLR prediction."), waitCursor=True):
-            self.logic.ensureDependencies()
             self._startJob(self.logic.startDlr(self._parameterNode), self.logic.finishDlr)
 
     def onPerfusion(self) -> None:
+        self._ensureDependencies()
         with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
-            self.logic.ensureDependencies()
             result = self.logic.computePerfusion(self._parameterNode)
             self._showInLayout(result["case_id"])
             rcbv = result["rcbv"]
@@ -167,9 +169,17 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p=result["idh_mutant_probability"], c=result["predicted_class"], tp=result["temporal_pattern"],
                 m=rcbv["rcbv_mean"], q=rcbv["rcbv_p95"])
 
+    def _ensureDependencies(self) -> None:
+        """Install missing packages on first use, asking the user first (so no wait cursor over the
+        dialogs); a refusal or failure is shown and ends the action (tryWithErrorDisplay re-raises)."""
+        with slicer.util.tryWithErrorDisplay(_("Required Python packages are missing.")):
+            self.logic.ensureDependencies()
+
     def _showInLayout(self, caseId: str) -> None:
         """Show the perfusion chart (curves over the attention band), the rCBV map over the
         anatomy and the results table."""
+        # ShowChartInLayout keeps this layout; PropagateTableSelection only fills existing table views
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
         chart = slicer.mrmlScene.GetFirstNode(f"{caseId} perfusion", "vtkMRMLPlotChartNode")
         if chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(chart)
