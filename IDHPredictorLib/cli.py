@@ -216,6 +216,7 @@ def _predict(args: argparse.Namespace) -> None:
             tmp.write_text(text + "\n", encoding="utf-8")
     print(text)
 
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import DemoSettings, run_demo
 

@@ -109,7 +109,7 @@ def _segmentation_stage(cohort: Path, out: Path, progress: Callable[[int, int], 
 def _new_patient(cohort: Path, labels: sitk.Image, out: Path, progress: ProgressFactory) -> dict:
     """The first full-size patient (never trained on) end to end with the shipped bundles, its
     CNN segmentation as the mask for both DLR and perfusion."""
-    from .dlr.predict import predict_dlr
+    from .dlr.predict import predict_dlr_case
     from .io.case import read_case
     from .io.cohort import case_folders, read_clinical
     from .perfusion.model_bundle import predict_perfusion_series
@@ -118,7 +118,7 @@ def _new_patient(cohort: Path, labels: sitk.Image, out: Path, progress: Progress
     folder = case_folders(cohort)[0]
     case = read_case(folder)
     clinical = read_clinical(cohort / "clinical.csv")[case.case_id]
-    dlr = predict_dlr(folder, mask=labels, progress=progress("new patient: deep descriptors"))
+    dlr = predict_dlr_case(case, labels, progress=progress("new patient: deep descriptors"), mask_source="CNN segmentation")
     perfusion = predict_perfusion_series(case.dsc, labels, case.reference, case.case_id)
     curves = perfusion.curves
     attention_heatmap(curves.curves, perfusion.attention, curves.grid_s, out / "new-patient-attention.png",

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from . import slicer_bridge as bridge
@@ -66,16 +65,12 @@ def load_case(scene: object, case_dir: str | Path) -> SceneCase:
 def case_from_nodes(scene_case: SceneCase, with_labels: bool = True) -> Case:
     """The library's ``Case`` from the nodes: images on the reference grid (others resampled,
     linear), labels exported from the (possibly edited) segmentation node."""
-    reference = bridge.image_from_volume_node(scene_case.reference)
-    images = {}
-    for role in MODALITIES:
-        node = scene_case.volumes.get(role)
-        if node is None:
-            continue
-        image = sitk.Cast(bridge.image_from_volume_node(node), sitk.sitkFloat32)
+    images = {role: sitk.Cast(bridge.image_from_volume_node(scene_case.volumes[role]), sitk.sitkFloat32)
+              for role in MODALITIES if scene_case.volumes.get(role) is not None}
+    reference = images[next(role for role in REFERENCE_ORDER if role in images)]
+    for role, image in images.items():
         if not same_grid(image, reference):
-            image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
-        images[role] = image
+            images[role] = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
     labels = None
     if with_labels and scene_case.segmentation is not None:
         labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)
@@ -153,9 +148,8 @@ def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path |
     prediction = predict_perfusion_series(dsc, case.labels, case.reference, scene_case.case_id,
                                           bundle or DEFAULT_PERFUSION_MODEL, aif_voxels)
     curves = prediction.curves
-    present = [name for name, shown in zip(CHANNELS, curves.present) if shown]
-    chosen = np.asarray([index for index, shown in enumerate(curves.present) if shown])
-    bridge.plot_curves(scene, curves.grid_s, curves.curves[chosen], present, prediction.attention,
+    shown = [index for index, present in enumerate(curves.present) if present]
+    bridge.plot_curves(scene, curves.grid_s, curves.curves[shown], [CHANNELS[i] for i in shown], prediction.attention,
                        f"{scene_case.case_id} perfusion")
     bridge.rcbv_map_node(scene, prediction.analysis.rcbv_image(), f"{scene_case.case_id} rCBV")
     scene_case.results["perfusion"] = prediction.result

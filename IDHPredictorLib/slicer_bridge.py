@@ -97,13 +97,18 @@ def image_from_volume_node(node: slicer.vtkMRMLVolumeNode) -> sitk.Image:
     not applied: harden them first (the library works in each node's own space)."""
     array = array_from_volume_node(node)
     image = sitk.GetImageFromArray(array, isVector=array.ndim == 4)
+    _copy_node_geometry(node, image)
+    return image
+
+
+def _copy_node_geometry(node: slicer.vtkMRMLVolumeNode, image: sitk.Image) -> None:
+    """Give ``image`` the node's origin, spacing and direction, converted to LPS."""
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASDirectionMatrix(matrix)
     direction = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
     image.SetOrigin(tuple(LPS_TO_RAS @ np.asarray(node.GetOrigin(), float)))
     image.SetSpacing(node.GetSpacing())
     image.SetDirection(tuple((LPS_TO_RAS @ direction).ravel()))
-    return image
 
 
 # --- DSC series -----------------------------------------------------------------------------
@@ -233,7 +238,10 @@ def labels_from_segmentation_node(segmentation_node: slicer.vtkMRMLSegmentationN
     segments. Overlaps resolve as core over oedema, enhancing over both."""
     scene = segmentation_node.GetScene()
     segmentation = segmentation_node.GetSegmentation()
-    labels = np.zeros(array_from_volume_node(reference_node).shape[:3], np.uint8)
+    if reference_node.GetImageData() is None:
+        raise InputError(None, f"{reference_node.GetName()} holds no image data", "Select a loaded volume")
+    x, y, z = reference_node.GetImageData().GetDimensions()
+    labels = np.zeros((z, y, x), np.uint8)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "IDHPredictor export")
     try:
         segments = [(_brats_value(segmentation.GetNthSegment(i)), segmentation.GetNthSegmentID(i))
@@ -248,7 +256,7 @@ def labels_from_segmentation_node(segmentation_node: slicer.vtkMRMLSegmentationN
     finally:
         scene.RemoveNode(labelmap)
     image = sitk.GetImageFromArray(labels)
-    image.CopyInformation(sitk.Cast(image_from_volume_node(reference_node), sitk.sitkFloat32))
+    _copy_node_geometry(reference_node, image)
     return image
 
 

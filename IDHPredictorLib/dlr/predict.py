@@ -45,6 +45,11 @@ def predict_dlr_case(case: Case, mask: sitk.Image, dlr_bundle: str | Path = DEFA
     """IDH-mutant probability, decision value and top features of an in-memory ``case`` inside
     ``mask`` (BraTS labels, e.g. corrected in Slicer's Segment Editor)."""
     dlr, model, _ = load_dlr_predictor(dlr_bundle, models_dir)
+    return _predict(dlr, model, case, mask, dlr_bundle, progress, mask_source)
+
+
+def _predict(dlr: DlrModel, model: SegmentationModel, case: Case, mask: sitk.Image, dlr_bundle: str | Path,
+             progress: Callable[[int, int], None] | None, mask_source: str) -> dict[str, object]:
     record = dlr.record
     missing = [m for m in model.modalities if m not in case.images]
     if missing:
@@ -64,7 +69,7 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
                 models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
     """``predict_dlr_case`` for a case folder. The tumour mask is, in order: ``mask``, the case's
     ``_seg`` file, or a new segmentation by the network the DLR bundle was built on."""
-    _, model, segmentation_folder = load_dlr_predictor(dlr_bundle, models_dir)
+    dlr, model, segmentation_folder = load_dlr_predictor(dlr_bundle, models_dir)
     case = read_case(case_dir, model.modalities, labels=True, dsc=False)
     mask_source = "given mask"
     if mask is None and case.labels is not None:
@@ -72,7 +77,7 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
     elif mask is None:
         log.info("%s has no _seg file: segmenting it with %s", case_dir, segmentation_folder.name)
         mask, mask_source = segment_case(model.network, model.modalities, case), f"segmented by {segmentation_folder.name}"
-    return predict_dlr_case(case, mask, dlr_bundle, models_dir, progress, mask_source)
+    return _predict(dlr, model, case, mask, dlr_bundle, progress, mask_source)
 
 
 def describe_prediction(result: dict[str, object], features: int = 5) -> dict[str, str]:
