@@ -8,7 +8,8 @@ import torch
 from skimage.feature import fisher_vector
 from sklearn.mixture import GaussianMixture
 
-from IDHPredictorLib.dlr.fisher import FisherVectorEncoder, improved_fisher_vector
+from IDHPredictorLib.dlr.fisher import FisherVectorEncoder, MixtureTables, improved_fisher_vector
+from IDHPredictorLib.dlr.fisher import fisher_vector as fisher_vector_of
 from IDHPredictorLib.dlr.model import dlr_pipeline, selection_classifier
 from IDHPredictorLib.dlr.selection import FScoreSelector, WelchTTestSelector, f_scores
 from IDHPredictorLib.segmentation.network import LAYER_GEOMETRY, LAYERS, Architecture, SegmentationCNN
@@ -21,16 +22,55 @@ def _gmm(descriptors: np.ndarray, components: int) -> GaussianMixture:
     return GaussianMixture(components, covariance_type="diag", random_state=0).fit(descriptors)
 
 
+def _skimage_reference(descriptors: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
+    """skimage's improved Fisher vector in VLFeat's layout: its K weight terms dropped, renormalised
+    without them, and its variance block (opposite sign to VLFeat's) negated."""
+    reference = fisher_vector(descriptors, gmm, improved=True)[gmm.n_components:]
+    reference /= np.linalg.norm(reference)
+    reference[reference.size // 2:] *= -1
+    return reference
+
+
+def _relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
+
+
 def test_fisher_vector_matches_skimage_without_weight_terms() -> None:
     rng = np.random.default_rng(0)
     descriptors = np.concatenate([rng.normal(0, 1, (200, 6)), rng.normal(3, 0.5, (150, 6))])
     gmm = _gmm(descriptors, 4)
     ours = improved_fisher_vector(descriptors[:120], gmm.weights_, gmm.means_, gmm.covariances_)
-    reference = fisher_vector(descriptors[:120], gmm, improved=True)[4:]  # drop skimage's K weight terms
-    reference /= np.linalg.norm(reference)  # ...and renormalise without them
-    reference[4 * 6:] *= -1  # skimage's variance block has the opposite sign to VLFeat's
     assert ours.shape == (2 * 4 * 6,)
-    assert np.linalg.norm(ours - reference) / np.linalg.norm(reference) < 1e-5
+    assert _relative_error(ours, _skimage_reference(descriptors[:120], gmm)) < 1e-5
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_fisher_vector_matches_skimage_on_overlapping_clusters(offset: float) -> None:
+    # float32 descriptors as the CNN gives them, a GMM fitted on other "patients", clusters that
+    # overlap (so that many descriptors take the exact several-component path) and, at offset 1000,
+    # lie far from the origin (where uncentred float32 scores would lose the candidates)
+    rng = np.random.default_rng(5)
+    centres, spreads = rng.normal(0, 0.5, (8, 24)) + offset, rng.uniform(0.3, 1.5, (8, 24))
+
+    def patient(count: int) -> np.ndarray:
+        members = rng.integers(0, 8, count)
+        return (centres[members] + spreads[members] * rng.normal(size=(count, 24))).astype(np.float32)
+
+    gmm = _gmm(patient(3000).astype(np.float64), 8)
+    descriptors = patient(5000)  # > 2 chunks of 2048 rows and several 1024-row blocks
+    second_best = np.sort(gmm.predict_proba(descriptors.astype(np.float64)), axis=1)[:, -2]
+    assert np.mean(second_best > 1e-6) > 0.05  # the exact path is exercised, not only posteriors of 1
+    mixture = MixtureTables.from_gmm(gmm.weights_, gmm.means_, gmm.covariances_)
+    parallel = fisher_vector_of(descriptors, mixture, threads=2)
+    # 1e-13 at offset 0; at 1000 both sides' float64 second moments (x^2 ~ 1e6) round to ~1e-7
+    assert _relative_error(parallel, _skimage_reference(descriptors.astype(np.float64), gmm)) < 1e-6
+    np.testing.assert_allclose(fisher_vector_of(descriptors, mixture, threads=1), parallel, rtol=0, atol=1e-12)
+
+
+def test_fisher_vector_refuses_non_finite_descriptors() -> None:
+    mixture = MixtureTables.from_gmm(np.array([1.0]), np.zeros((1, 3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        fisher_vector_of(np.array([[0.0, np.nan, 1.0]]), mixture)
 
 
 def test_fisher_vector_ignores_descriptor_order() -> None:
