@@ -209,12 +209,13 @@ def fisher_vector(descriptors: np.ndarray, mixture: MixtureTables, threads: int 
         zeroth, first, second = _posterior_sums(x, mixture.centre, mixture.linear, mixture.quadratic, mixture.offset,
                                                 mixture.means, mixture.precisions, mixture.log_norms,
                                                 POSTERIOR_CUTOFF + SCORE_MARGIN, chunks)
-        means, variances, weights = mixture.means - mixture.centre, mixture.variances, mixture.weights
+        centred_means, variances, weights = mixture.means - mixture.centre, mixture.variances, mixture.weights
         zeroth = zeroth[:, None] / len(x)
         first /= len(x)
         second /= len(x)
-        u = (first - zeroth * means) / (np.sqrt(weights)[:, None] * np.sqrt(variances))
-        v = (second - 2 * first * means + zeroth * (means ** 2 - variances)) / (np.sqrt(2 * weights)[:, None] * variances)
+        u = (first - zeroth * centred_means) / (np.sqrt(weights)[:, None] * np.sqrt(variances))
+        v = ((second - 2 * first * centred_means + zeroth * (centred_means ** 2 - variances))
+             / (np.sqrt(2 * weights)[:, None] * variances))
         vector = np.concatenate([u.ravel(), v.ravel()])
         vector = np.sign(vector) * np.sqrt(np.abs(vector))
         norm = np.linalg.norm(vector)
