@@ -10,25 +10,27 @@ Written here rather than calling ``skimage.feature.fisher_vector``: that functio
 terms, flips the sign of the variance block, needs a fitted ``GaussianMixture`` object (a saved
 DLR bundle holds plain arrays) and computes all N x K posteriors and statistics in float64 with
 four dense matrix products. Deep descriptors in 128 dimensions are almost always owned by one
-component, so this encoder:
+component, so this encoder scores exactly only the components that can matter:
 
-1. scores every descriptor against every component in float32 (one matrix product of the
-   descriptors and their squares, centred on the mixture mean to keep the float32 error far below
-   ``SCORE_MARGIN``);
-2. keeps, per descriptor, the components whose score is within ``POSTERIOR_CUTOFF`` +
-   ``SCORE_MARGIN`` nats of its best (on the phantom cohort 1.3 per descriptor on average);
-   a descriptor with one such component has posterior exactly 1 for it, the others' log-posteriors
-   are recomputed exactly in float64;
-3. accumulates the zeroth-, first- and second-order sums over those (descriptor, component) pairs
-   only, in float64.
+1. bounds: the Gaussian exponent of every component summed over half of the dimensions (the
+   other half's terms are non-positive, so this is an upper bound on each log-density), one
+   float32 matrix product of x - centre and its square; its worst-case float32 rounding error
+   (Cauchy-Schwarz on the terms) is added, so the bounds hold whatever the data;
+2. per descriptor, the component with the highest bound is scored exactly in float64; only the
+   components whose bound comes within ``POSTERIOR_CUTOFF`` nats of that score can have a
+   posterior above e^-32 of the best, and only they are scored too (3 to 4.5 per descriptor on
+   phantom conv6 descriptors, of 64);
+3. the zeroth-, first- and second-order sums over those (descriptor, component) pairs, around
+   the mixture mean, in float64; a descriptor left with one component has posterior exactly 1.
 
-Steps 1 to 3 are one compiled function (numba): per-descriptor branching over a varying number
-of components has no efficient NumPy form, and NumPy's multi-megabyte temporaries cost more in
-page faults than the products themselves. Rows are split into chunks that run on numba's threads,
-each calling BLAS single-threaded. Posteriors below exp(-POSTERIOR_CUTOFF) ~ 1e-14 relative to a
-descriptor's best component are zero (VLFeat drops those below 1e-6). On conv6 descriptors of the
-phantom the result equals skimage's float64 one to ~1e-12, 8-9x faster on two cores
-(``Testing/Benchmarks/bench_dlr.py``); the float32 product of step 1 is most of the remaining time.
+All of it is compiled (numba): per-descriptor branching over a varying number of components has
+no efficient NumPy form, and NumPy's multi-megabyte temporaries cost more in page faults than the
+products themselves. Descriptors go in blocks whose buffers stay in the core's cache; passes over
+a whole block (best bound, which components to score) run across descriptors, vectorised. Rows
+are split into chunks on numba's threads, each calling BLAS single-threaded. Posteriors below
+e^-32 ~ 1e-14 of a descriptor's best component are zero (VLFeat drops those below 1e-6). On
+conv6 descriptors of the phantom the result equals skimage's float64 one to ~1e-13, about 12x
+faster on two cores (``Testing/Benchmarks/bench_dlr.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from functools import cache
 
 import numba
 import numpy as np
-from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.cpython.unsafe.numbers import trailing_zeros  # the CPU's count of trailing zero bits (tzcnt)
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
@@ -108,6 +110,17 @@ class MixtureTables:
                    dimensions.astype(np.int64), bound_weights, bound_offset, bound_norms)
 
 
+@numba.njit(cache=True)
+def bound_rounding_factor(subset: int) -> float:
+    """Largest float32 rounding error of a bound over ``subset`` dimensions, per unit of its summed |terms|.
+
+    A float32 dot product of n terms is off by at most n u sum|terms| (u = 2^-24, any summation
+    order): n = 2 S products, plus the roundings of the inputs, the weights, the offset, the final
+    addition and of this bound's own evaluation.
+    """
+    return (2 * subset + 10) * FLOAT32_UNIT
+
+
 @numba.njit(cache=True, fastmath={"reassoc", "contract"}, inline="always")
 def _log_density(x: np.ndarray, k: int, means: np.ndarray, precisions: np.ndarray, log_norms: np.ndarray) -> float:
     """log w_k N(x; mu_k, var_k) in float64."""
@@ -121,9 +134,9 @@ def _log_density(x: np.ndarray, k: int, means: np.ndarray, precisions: np.ndarra
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _bound_inputs(block: np.ndarray, dimensions: np.ndarray, bound_centre: np.ndarray, inputs: np.ndarray,
                   input_norms: np.ndarray) -> bool:
-    """Fill ``inputs`` (rows, 2 S) with x - centre and its square on the bound's dimensions (whose
-    centre is ``bound_centre``), in float32,
-    and ``input_norms`` (2, rows) with their L2 norms; False if any value of ``block`` is infinite or NaN.
+    """Fill ``inputs`` (rows, 2 S) with x - centre and its square on the bound's dimensions, in float32
+    (``bound_centre``: the centre on those dimensions), and ``input_norms`` (2, rows) with the two
+    halves' L2 norms; False if any value of ``block`` is infinite or NaN.
     """
     rows, dims = block.shape
     subset = dimensions.shape[0]
@@ -157,7 +170,7 @@ def _add_sums(x: np.ndarray, q: float, centre: np.ndarray, first_k: np.ndarray, 
         second_k[d] += q * value * value
 
 
-@numba.njit(cache=True, fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarray, bound_norms: np.ndarray,
                     error_factor: float, centre: np.ndarray, means: np.ndarray, precisions: np.ndarray,
                     log_norms: np.ndarray, cutoff: float, zeroth: np.ndarray, first: np.ndarray,
@@ -174,9 +187,9 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
     rows, dims = block.shape
     components = means.shape[0]
     words = (components + 63) // 64
-    tops = np.full(rows, -np.inf, np.float32)
+    tops = bounds[0].copy()
     guesses = np.zeros(rows, np.int64)
-    for k in range(components):
+    for k in range(1, components):
         for i in range(rows):
             better = bounds[k, i] > tops[i]
             tops[i] = bounds[k, i] if better else tops[i]
@@ -213,7 +226,7 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
             filled[guesses[i]] += 1
             continue
         found = 0
-        top = -np.inf
+        top = guess_scores[i]  # the guess is always among the marked: its bound is at least its score
         for word in range(words):
             mask = masks[i, word]
             while mask:
@@ -262,9 +275,7 @@ def _posterior_sums(descriptors: np.ndarray, centre: np.ndarray, dimensions: np.
     count, dims = descriptors.shape
     components = means.shape[0]
     subset = dimensions.shape[0]
-    # a float32 dot product of n terms is off by at most n u sum|terms|: n = 2 S products, plus the
-    # roundings of the inputs, the weights, the offset, the final addition and of this bound itself
-    error_factor = (2 * subset + 10) * FLOAT32_UNIT
+    error_factor = bound_rounding_factor(subset)
     zeroth = np.zeros((chunks, components))
     first = np.zeros((chunks, components, dims))
     second = np.zeros((chunks, components, dims))

@@ -8,7 +8,7 @@ import torch
 from skimage.feature import fisher_vector
 from sklearn.mixture import GaussianMixture
 
-from IDHPredictorLib.dlr.fisher import FisherVectorEncoder, MixtureTables, improved_fisher_vector
+from IDHPredictorLib.dlr.fisher import FisherVectorEncoder, MixtureTables, bound_rounding_factor, improved_fisher_vector
 from IDHPredictorLib.dlr.fisher import fisher_vector as fisher_vector_of
 from IDHPredictorLib.dlr.model import dlr_pipeline, selection_classifier
 from IDHPredictorLib.dlr.selection import FScoreSelector, WelchTTestSelector, f_scores
@@ -65,6 +65,40 @@ def test_fisher_vector_matches_skimage_on_overlapping_clusters(offset: float) ->
     # 1e-13 at offset 0; at 1000 both sides' float64 second moments (x^2 ~ 1e6) round to ~1e-7
     assert _relative_error(parallel, _skimage_reference(descriptors.astype(np.float64), gmm)) < 1e-6
     np.testing.assert_allclose(fisher_vector_of(descriptors, mixture, threads=1), parallel, rtol=0, atol=1e-12)
+
+
+def test_fisher_vector_matches_skimage_with_more_than_64_components() -> None:
+    # more components than bits in one mask word, and an odd dimension count (bounds on 3 of 5)
+    rng = np.random.default_rng(6)
+    centres = rng.normal(0, 2, (90, 5))
+    descriptors = (centres[rng.integers(0, 90, 4000)] + rng.normal(0, 0.4, (4000, 5))).astype(np.float32)
+    gmm = _gmm(descriptors[:3000].astype(np.float64), 70)
+    ours = improved_fisher_vector(descriptors[3000:], gmm.weights_, gmm.means_, gmm.covariances_)
+    assert _relative_error(ours, _skimage_reference(descriptors[3000:].astype(np.float64), gmm)) < 1e-6
+
+
+def test_bounds_and_their_rounding_margin_hold() -> None:
+    # the float32 bounds must be within their worst-case rounding margin of the exact exponent summed
+    # over the bound's dimensions, which itself is at least the log-density: checked for descriptors
+    # far from the origin and precisions spread over six orders of magnitude
+    rng = np.random.default_rng(7)
+    means, variances = rng.normal(500, 3, (16, 40)), 10.0 ** rng.uniform(-4, 2, (16, 40))
+    mixture = MixtureTables.from_gmm(np.full(16, 1 / 16), means, variances)
+    x = (means[rng.integers(0, 16, 3000)] + rng.normal(0, 3, (3000, 40))).astype(np.float32)
+    subset = mixture.dimensions
+    assert len(subset) == 20
+    centred = (x[:, subset] - mixture.centre[subset]).astype(np.float32)
+    bounds = np.hstack([centred, centred * centred]) @ mixture.bound_weights.T + mixture.bound_offset  # float32
+    input_norms = np.stack([np.linalg.norm(centred, axis=1), np.linalg.norm(centred * centred, axis=1)], axis=1)
+    margin = bound_rounding_factor(len(subset)) * (input_norms @ mixture.bound_norms[:, :2].T + mixture.bound_norms[:, 2])
+
+    def log_density(dimensions: np.ndarray) -> np.ndarray:
+        differences = x.astype(np.float64)[:, None, dimensions] - means[:, dimensions]
+        return mixture.log_norms - 0.5 * np.einsum("nkd,kd->nk", differences ** 2, 1 / variances[:, dimensions])
+
+    partial = log_density(subset)
+    assert np.all(np.abs(bounds - partial) <= margin)
+    assert np.all(partial >= log_density(np.arange(40)))
 
 
 def test_fisher_vector_refuses_non_finite_descriptors() -> None:
