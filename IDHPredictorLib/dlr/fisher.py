@@ -174,8 +174,9 @@ def _add_sums(x: np.ndarray, q: float, centre: np.ndarray, first_k: np.ndarray, 
 def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarray, bound_norms: np.ndarray,
                     error_factor: float, centre: np.ndarray, means: np.ndarray, precisions: np.ndarray,
                     log_norms: np.ndarray, cutoff: float, zeroth: np.ndarray, first: np.ndarray,
-                    second: np.ndarray) -> None:
-    """Add q_ik, q_ik c_i and q_ik c_i^2 (c = x - centre) over a block's descriptors i to ``zeroth`` (K,), ``first``, ``second`` (K, D).
+                    second: np.ndarray) -> int:
+    """Add q_ik, q_ik c_i and q_ik c_i^2 (c = x - centre) over a block's descriptors i to ``zeroth`` (K,), ``first``, ``second`` (K, D);
+    return how many descriptors no bound held for (none unless float32 overflowed: their sums are missing).
 
     q_ik is the exact posterior over the components whose log-density is within ``cutoff`` of the
     best one, 0 for the others. ``bounds`` (K, rows) exceed each log-density, up to their float32
@@ -250,6 +251,7 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
             _add_sums(block[i], q, centre, first[candidates[a]], second[candidates[a]])
     first_sum = np.empty(dims)
     second_sum = np.empty(dims)
+    unbounded = 0
     for k in range(components):
         if owned_by[k + 1] == owned_by[k]:
             continue
@@ -260,14 +262,18 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
         zeroth[k] += owned_by[k + 1] - owned_by[k]
         first[k] += first_sum
         second[k] += second_sum
+    for i in range(rows):
+        unbounded += counts[i] == 0  # even the guess's own bound fell below its score
+    return unbounded
 
 
 @numba.njit(parallel=True, cache=True)
 def _posterior_sums(descriptors: np.ndarray, centre: np.ndarray, dimensions: np.ndarray, bound_weights: np.ndarray,
                     bound_offset: np.ndarray, bound_norms: np.ndarray, means: np.ndarray, precisions: np.ndarray,
-                    log_norms: np.ndarray, cutoff: float, chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+                    log_norms: np.ndarray, cutoff: float, chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Sums of q_ik, q_ik c_i and q_ik c_i^2 (c = x - centre) per component k (float64), in ``chunks``
-    parallel row ranges, and whether every descriptor value was finite.
+    parallel row ranges; then the counts of descriptors with a NaN or infinite value and of descriptors
+    no bound held for (float32 overflow), either of which stops the encoding.
 
     Each chunk bounds BLOCK_ROWS descriptors at a time (one float32 product, into buffers it
     reuses), then adds their posterior sums.
@@ -279,7 +285,7 @@ def _posterior_sums(descriptors: np.ndarray, centre: np.ndarray, dimensions: np.
     zeroth = np.zeros((chunks, components))
     first = np.zeros((chunks, components, dims))
     second = np.zeros((chunks, components, dims))
-    finite = np.ones(chunks, np.bool_)
+    problems = np.zeros((chunks, 2), np.int64)  # non-finite, unbounded
     step = (count + chunks - 1) // chunks
     for chunk in numba.prange(chunks):
         inputs = np.empty((BLOCK_ROWS, 2 * subset), np.float32)
@@ -291,15 +297,15 @@ def _posterior_sums(descriptors: np.ndarray, centre: np.ndarray, dimensions: np.
             rows = min(BLOCK_ROWS, stop - start)
             block = descriptors[start:start + rows]
             if not _bound_inputs(block, dimensions, bound_centre, inputs, input_norms):
-                finite[chunk] = False
+                problems[chunk, 0] += 1
                 break
             bounds = bound_buffer[:components * rows].reshape(components, rows)
             np.dot(bound_weights, inputs[:rows].T, bounds)
             for k in range(components):
                 bounds[k] += bound_offset[k]
-            _add_block_sums(block, bounds, input_norms, bound_norms, error_factor, centre, means, precisions,
-                            log_norms, cutoff, zeroth[chunk], first[chunk], second[chunk])
-    return zeroth.sum(axis=0), first.sum(axis=0), second.sum(axis=0), bool(finite.all())
+            problems[chunk, 1] += _add_block_sums(block, bounds, input_norms, bound_norms, error_factor, centre, means,
+                                                  precisions, log_norms, cutoff, zeroth[chunk], first[chunk], second[chunk])
+    return zeroth.sum(axis=0), first.sum(axis=0), second.sum(axis=0), problems[:, 0].sum(), problems[:, 1].sum()
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -355,11 +361,14 @@ def fisher_vector(descriptors: np.ndarray, mixture: MixtureTables, threads: int 
     # the chunks run in parallel, each calling BLAS with one thread: a multi-threaded BLAS inside
     # them would oversubscribe the cores and leave OpenBLAS threads spinning against the chunks
     with _blas().limit(limits=1, user_api="blas"):
-        zeroth, first, second, finite = _posterior_sums(
+        zeroth, first, second, non_finite, unbounded = _posterior_sums(
             x, mixture.centre, mixture.dimensions, mixture.bound_weights, mixture.bound_offset, mixture.bound_norms,
             mixture.means, mixture.precisions, mixture.log_norms, POSTERIOR_CUTOFF, chunks)
-    if not finite:
+    if non_finite:
         raise ValueError("descriptors contain NaN or infinite values")
+    if unbounded:
+        raise ValueError(f"{unbounded} descriptors overflow float32 in the encoder's bounds (|x - mixture mean| "
+                         "too large for this GMM's precisions): rescale the descriptors")
     return _improved_vector(zeroth, first, second, len(x), mixture.centred_means, mixture.variances,
                             mixture.first_scale, mixture.second_scale)
 

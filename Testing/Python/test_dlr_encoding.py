@@ -101,10 +101,15 @@ def test_bounds_and_their_rounding_margin_hold() -> None:
     assert np.all(partial >= log_density(np.arange(40)))
 
 
-def test_fisher_vector_refuses_non_finite_descriptors() -> None:
+def test_fisher_vector_refuses_descriptors_it_cannot_encode_exactly() -> None:
     mixture = MixtureTables.from_gmm(np.array([1.0]), np.zeros((1, 3)), np.ones((1, 3)))
     with pytest.raises(ValueError, match="NaN"):
         fisher_vector_of(np.array([[0.0, np.nan, 1.0]]), mixture)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fisher_vector_of(np.array([[0.0, 1.0, -np.inf]]), mixture)
+    # finite, but its square overflows float32 in the bounds: an error, not a descriptor silently left out
+    with pytest.raises(ValueError, match="overflow float32"):
+        fisher_vector_of(np.array([[1e20, 0.0, 0.0], [0.0, 0.0, 0.0]]), mixture)
 
 
 def test_fisher_vector_ignores_descriptor_order() -> None:
