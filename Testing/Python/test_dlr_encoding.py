@@ -85,7 +85,7 @@ def test_bounds_and_their_rounding_margin_hold() -> None:
     means, variances = rng.normal(500, 3, (16, 40)), 10.0 ** rng.uniform(-4, 2, (16, 40))
     mixture = MixtureTables.from_gmm(np.full(16, 1 / 16), means, variances)
     x = (means[rng.integers(0, 16, 3000)] + rng.normal(0, 3, (3000, 40))).astype(np.float32)
-    subset = mixture.dimensions
+    subset = np.arange(mixture.bound_dimensions)
     assert len(subset) == 20
     centred = (x[:, subset] - mixture.centre[subset]).astype(np.float32)
     bounds = np.hstack([centred, centred * centred]) @ mixture.bound_weights.T + mixture.bound_offset  # float32
