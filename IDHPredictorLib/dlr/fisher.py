@@ -208,22 +208,11 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
             hit = bounds[k, i] + error >= guess_scores[i] - cutoff
             counts[i] += hit
             masks[i, word] |= bit if hit else np.uint64(0)
-    # descriptors owned by one component (posterior 1) are summed per component, in order, so that
-    # each component's sums stay in the core's fastest cache while its descriptors are added
-    owned_by = np.zeros(components + 1, np.int64)
-    for i in range(rows):
-        if counts[i] == 1:
-            owned_by[guesses[i] + 1] += 1
-    for k in range(components):
-        owned_by[k + 1] += owned_by[k]
-    order = np.empty(owned_by[components], np.int64)
-    filled = owned_by[:components].copy()
+    owners = np.where(counts == 1, guesses, -1)  # the component with posterior 1, or -1 if shared
     candidates = np.empty(components, np.int64)
     posteriors = np.empty(components)
     for i in range(rows):
-        if counts[i] == 1:
-            order[filled[guesses[i]]] = i
-            filled[guesses[i]] += 1
+        if counts[i] < 2:
             continue
         found = 0
         top = guess_scores[i]  # the guess is always among the marked: its bound is at least its score
@@ -244,23 +233,39 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
                 posteriors[kept] = np.exp(posteriors[a] - top)
                 total += posteriors[kept]
                 kept += 1
+        if kept == 1:
+            owners[i] = candidates[0]
+            continue
         for a in range(kept):
             q = posteriors[a] / total
             zeroth[candidates[a]] += q
             _add_sums(block[i], q, centre, first[candidates[a]], second[candidates[a]])
+    # descriptors with one owner are summed per component, so that each component's sums stay in the
+    # core's fastest cache while its descriptors are added (a counting sort by owner)
+    starts = np.zeros(components + 1, np.int64)
+    for i in range(rows):
+        if owners[i] >= 0:
+            starts[owners[i] + 1] += 1
+    starts = np.cumsum(starts)
+    order = np.empty(starts[components], np.int64)
+    filled = starts[:components].copy()
+    for i in range(rows):
+        if owners[i] >= 0:
+            order[filled[owners[i]]] = i
+            filled[owners[i]] += 1
     first_sum = np.empty(dims)
     second_sum = np.empty(dims)
-    unbounded = 0
     for k in range(components):
-        if owned_by[k + 1] == owned_by[k]:
+        if starts[k + 1] == starts[k]:
             continue
         first_sum[:] = 0.0
         second_sum[:] = 0.0
-        for a in range(owned_by[k], owned_by[k + 1]):
+        for a in range(starts[k], starts[k + 1]):
             _add_sums(block[order[a]], 1.0, centre, first_sum, second_sum)
-        zeroth[k] += owned_by[k + 1] - owned_by[k]
+        zeroth[k] += starts[k + 1] - starts[k]
         first[k] += first_sum
         second[k] += second_sum
+    unbounded = 0
     for i in range(rows):
         unbounded += counts[i] == 0  # even the guess's own bound fell below its score
     return unbounded
