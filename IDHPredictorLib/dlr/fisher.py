@@ -72,7 +72,6 @@ class MixtureTables:
     descriptor over six cases) and cost a gather, so the first ones are used.
     """
 
-    weights: np.ndarray  # (K,)
     means: np.ndarray  # (K, D) float64
     variances: np.ndarray  # (K, D) float64
     precisions: np.ndarray  # (K, D) float64, 1 / variances
@@ -102,7 +101,7 @@ class MixtureTables:
         bound_norms = np.stack([np.linalg.norm(bound_weights[:, :subset].astype(np.float64), axis=1),
                                 np.linalg.norm(bound_weights[:, subset:].astype(np.float64), axis=1),
                                 np.abs(bound_offset.astype(np.float64))], axis=1)
-        return cls(weights, means, variances, precisions, log_norms, centre, centred,
+        return cls(means, variances, precisions, log_norms, centre, centred,
                    1.0 / (np.sqrt(weights)[:, None] * np.sqrt(variances)), 1.0 / (np.sqrt(2 * weights)[:, None] * variances),
                    bound_weights, bound_offset, bound_norms)
 
@@ -265,10 +264,7 @@ def _add_block_sums(block: np.ndarray, bounds: np.ndarray, input_norms: np.ndarr
         zeroth[k] += starts[k + 1] - starts[k]
         first[k] += first_sum
         second[k] += second_sum
-    unbounded = 0
-    for i in range(rows):
-        unbounded += counts[i] == 0  # even the guess's own bound fell below its score
-    return unbounded
+    return np.sum(counts == 0)  # rows where even the guess's own bound fell below its score
 
 
 @numba.njit(parallel=True, cache=True)
@@ -356,7 +352,8 @@ def default_threads() -> int:
 
 
 def fisher_vector(descriptors: np.ndarray, mixture: MixtureTables, threads: int | None = None) -> np.ndarray:
-    """Improved Fisher vector (2 K D,) of descriptors (N, D); ``threads`` defaults to the usable cores."""
+    """Improved Fisher vector (2 K D,) of descriptors (N, D), taken in float32 as the CNN gives them;
+    ``threads`` defaults to the usable cores."""
     x = np.ascontiguousarray(descriptors, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != mixture.means.shape[1] or len(x) == 0:
         raise ValueError(f"descriptors must be (N>0, {mixture.means.shape[1]}), got {x.shape}")
