@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch is pinned in pyproject.toml (2.13.0, CPU build); installed first so pip never looks for a CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[radiomics]"
+	$(BIN)/pip install --quiet -e ".[radiomics,skullstrip]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed

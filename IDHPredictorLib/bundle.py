@@ -50,10 +50,15 @@ def read_bundle(folder: str | Path, kind: str) -> dict:
 
 def update_bundle_metrics(folder: str | Path, name: str, metrics: dict) -> None:
     """Add or replace ``metrics[name]`` in a bundle's model.json (rewritten all-or-nothing)."""
+    update_bundle_record(folder, lambda record: record.setdefault("metrics", {}).__setitem__(name, metrics))
+
+
+def update_bundle_record(folder: str | Path, change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to a bundle's model.json record in place and rewrite it all-or-nothing."""
     from .io.atomic import atomic_path
 
     path = Path(folder) / "model.json"
     record = json.loads(path.read_text(encoding="utf-8"))
-    record.setdefault("metrics", {})[name] = metrics
+    change(record)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

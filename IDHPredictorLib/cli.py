@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .errors import InputError
+from .quality import QualityReport
 from .segmentation.network import LAYERS
 
 PROGRESS_LINES = False  # set by --progress-lines: report progress to a parent process (background.py)
@@ -80,16 +81,23 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _preprocess(args: argparse.Namespace) -> None:
-    from .io.case import read_case
-    from .io.images import write_image
-    from .preprocessing import preprocess
+    from .preprocessing.prepare import prepare_case_folder, write_prepared
+    from .segmentation.model_bundle import find_case_roles
 
-    case = read_case(args.case_dir, modalities=tuple(args.modalities), dsc=False)
-    reference = "t1ce" if "t1ce" in case.images else next(iter(case.images))
-    out = preprocess(case.images, reference, bias_correction=args.n4, register=args.register)
-    for name, image in tqdm(out.items(), desc="writing", unit="image"):
-        write_image(image, Path(args.out) / f"{case.case_id}_{name}.nii.gz")
-    print(f"wrote {len(out)} z-scored images to {args.out}")
+    modalities = tuple(args.modalities) if args.modalities else tuple(sorted(find_case_roles(args.case_dir)))
+    prepared = prepare_case_folder(args.case_dir, modalities, args.mode, progress=tqdm_progress("preprocessing", "step"))
+    print_quality(prepared.quality)
+    out = write_prepared(prepared, args.out)
+    for step in prepared.steps:
+        print(f"  {step['step']:12s} {step['seconds']:6.1f} s  {step['detail']}")
+    print(f"wrote {prepared.case.case_id} ({prepared.input_kind.value}; {', '.join(prepared.case.images)}, brain mask) to {out}")
+
+
+def print_quality(quality: QualityReport) -> None:
+    """Quality verdicts on stderr, so that they show beside progress bars and JSON on stdout."""
+    print(f"quality control: {quality.verdict}", file=sys.stderr)
+    for line in quality.lines():
+        print(f"  {line}", file=sys.stderr)
 
 
 def _train_segmentation(args: argparse.Namespace) -> None:
@@ -106,28 +114,49 @@ def _train_segmentation(args: argparse.Namespace) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
-    from .io.case import read_case
+    import json
+
+    from .io.atomic import atomic_path
     from .io.images import write_image
-    from .segmentation.inference import choose_device, segment_case
+    from .preprocessing.prepare import prepare_case_folder
+    from .segmentation.inference import choose_device, segment_prepared
     from .segmentation.model_bundle import default_bundle_for, find_case_roles, load_model
 
     bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
     model = load_model(bundle, choose_device(args.device))
-    case = read_case(args.case_dir, modalities=model.modalities, dsc=False)
-    labels = segment_case(model.network, model.modalities, case, postprocessing=not args.no_postprocess,
-                          progress=tqdm_progress(f"segmenting {case.case_id} ({bundle.name})", "slice"))
-    write_image(labels, args.out)
-    print(f"wrote {args.out}")
+    prepared = prepare_case_folder(args.case_dir, model.modalities, args.preprocess,
+                                   progress=tqdm_progress("preprocessing", "step"))
+    result = segment_prepared(model, prepared, postprocessing=not args.no_postprocess,
+                              progress=tqdm_progress(f"segmenting {prepared.case.case_id} ({bundle.name})", "slice"))
+    print_quality(result.quality)
+    write_image(result.labels, args.out)
+    report = Path(args.report) if args.report else report_path_for(Path(args.out))
+    record = {"case_id": prepared.case.case_id, "labels": str(args.out), "model": str(bundle),
+              "preparation": prepared.record(), "quality": result.quality.as_dict()}
+    with atomic_path(report) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} (labels on the original {prepared.case.case_id} reference grid) and {report}")
     if args.overlay:
         import SimpleITK as sitk
 
         from .segmentation.figures import overlay_figure
 
+        case = prepared.case
         flair = case.images.get("flair", case.reference)
         reference = None if case.labels is None else sitk.GetArrayFromImage(case.labels)
-        overlay_figure(sitk.GetArrayFromImage(flair), sitk.GetArrayFromImage(labels), reference, args.overlay,
-                       f"{case.case_id}: {bundle.name}")
+        overlay_figure(sitk.GetArrayFromImage(flair), sitk.GetArrayFromImage(result.prepared_labels), reference,
+                       args.overlay, f"{case.case_id}: {bundle.name}")
         print(f"overlay: {args.overlay}")
+
+
+def report_path_for(labels: Path) -> Path:
+    """``SEG.nii.gz`` -> ``SEG.report.json`` beside it."""
+    name = labels.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return labels.with_name(f"{name}.report.json")
 
 
 def _evaluate_segmentation(args: argparse.Namespace) -> None:
@@ -265,12 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--modalities", nargs="+", default=["t1", "t1ce", "t2", "flair"])
     validate.set_defaults(run=_validate)
 
-    prep = commands.add_parser("preprocess", help="N4, rigid registration, resampling and z-scoring of a case")
+    prep = commands.add_parser("preprocess", help="raw or normalised scans -> BraTS-ready case: brain detection, "
+                               "reorientation, co-registration, skull stripping, N4, 1 mm resampling")
     prep.add_argument("case_dir")
-    prep.add_argument("--out", required=True)
-    prep.add_argument("--modalities", nargs="+", default=["t1", "t1ce", "t2", "flair"])
-    prep.add_argument("--n4", action="store_true", help="N4 bias-field correction")
-    prep.add_argument("--register", action="store_true", help="rigid Mattes-MI registration to T1c")
+    prep.add_argument("--out", required=True, help="output case folder (BraTS layout + <id>_brainmask + <id>_preprocessing.json)")
+    prep.add_argument("--modalities", nargs="+", choices=("t1", "t1ce", "t2", "flair"),
+                      help="series to process (default: all the case has)")
+    prep.add_argument("--mode", choices=("auto", "always"), default="auto",
+                      help="auto: the whole chain only when the input needs it (skull, thick slices, several grids)")
     prep.set_defaults(run=_preprocess)
 
     train = commands.add_parser("train-segmentation", help="train the segmentation CNN on a labelled cohort")
@@ -294,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     segment.add_argument("--no-postprocess", action="store_true")
     segment.add_argument("--overlay", help="also write a PNG of the prediction (and the case's _seg if present)")
+    segment.add_argument("--preprocess", choices=("auto", "always", "never"), default="auto",
+                         help="auto: raw scans (skull, thick slices, several grids) go through preprocessing first")
+    segment.add_argument("--report", help="JSON with preprocessing steps and quality verdicts (default: SEG.report.json)")
     segment.set_defaults(run=_segment)
 
     evaluate = commands.add_parser("evaluate-segmentation",

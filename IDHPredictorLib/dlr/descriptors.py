@@ -12,7 +12,7 @@ encoding and of the on-disk cache stays bounded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.case import Case
 from ..io.images import same_grid
-from ..segmentation.data import network_input
+from ..segmentation.data import axial_case, network_input
 from ..segmentation.network import LAYER_GEOMETRY, LAYERS, SegmentationCNN
 
 WHOLE_TUMOUR_LABELS = (1, 2, 3, 4)
@@ -61,14 +61,14 @@ def deep_descriptors(network: SegmentationCNN, modalities: tuple[str, ...], case
         raise InputError(None, f"unknown layer {', '.join(unknown)}", f"Choose from {', '.join(LAYERS)}")
     if not same_grid(mask, case.reference):
         mask = sitk.Resample(mask, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    axial = {m: sitk.DICOMOrient(case.images[m], "LPS") for m in modalities if m in case.images}
-    data = network_input(replace(case, images=axial, labels=None), modalities, with_labels=False)
+    axial = axial_case(case, modalities)
+    data = network_input(axial, modalities, with_labels=False)
     tumour = sitk.GetArrayFromImage(sitk.DICOMOrient(tumour_mask(mask), "LPS"))[data.box] > 0
     tumour &= data.brain
     if not tumour.any():
         raise InputError(case.files.get("seg", case.folder), "the tumour mask is empty inside the brain",
                          "Segment the case (idh-predictor segment) or correct the mask so it covers the tumour")
-    spacing_z = next(iter(axial.values())).GetSpacing()[2]
+    spacing_z = axial.reference.GetSpacing()[2]
     slices = _sampled_slices(np.flatnonzero(tumour.any(axis=(1, 2))), spacing_z, options.slice_spacing_mm)
     device = next(network.parameters()).device
     collected: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}

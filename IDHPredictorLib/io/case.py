@@ -27,7 +27,8 @@ VALID_LABELS = {0, 1, 2, 3, 4}
 
 @dataclass
 class Case:
-    """One patient's images on a common grid; ``labels`` uses BraTS values 1, 2, 4."""
+    """One patient's images on a common grid; ``labels`` uses BraTS values 1, 2, 4; ``brain``
+    (UInt8, same grid) when known: set by ``preprocessing.prepare``, else the non-zero voxels."""
 
     case_id: str
     folder: Path
@@ -35,6 +36,7 @@ class Case:
     labels: sitk.Image | None = None
     dsc: DscSeries | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    brain: sitk.Image | None = None
 
     @property
     def reference(self) -> sitk.Image:
@@ -91,11 +93,12 @@ def _stem(entry: Path) -> str | None:
 
 
 def read_case(folder: str | Path, modalities: tuple[str, ...] = MODALITIES, labels: bool = True,
-              dsc: bool = True) -> Case:
+              dsc: bool = True, resample: bool = True) -> Case:
     """Read the requested modalities (all required), the label map and DSC series when present.
 
     Structural images not on the reference grid are resampled onto it (linear) with a logged
-    warning; a label map on another grid is resampled with nearest neighbour, likewise.
+    warning, unless ``resample`` is False (raw series, each on its own grid, for
+    ``preprocessing.prepare``); a label map on another grid is resampled with nearest neighbour.
     """
     case_id, files = find_case_files(folder)
     missing = [m for m in modalities if m not in files]
@@ -107,7 +110,7 @@ def read_case(folder: str | Path, modalities: tuple[str, ...] = MODALITIES, labe
     case = Case(case_id, Path(folder), images, files={k: v for k, v in files.items()})
     reference = case.reference
     for modality, image in images.items():
-        if not same_grid(image, reference):
+        if resample and not same_grid(image, reference):
             log.warning("%s: %s is not on the reference grid; resampling it (linear) onto %s",
                         files[modality], modality, next(m for m in REFERENCE_ORDER if m in images))
             images[modality] = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -45,7 +45,8 @@ def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = T
         raise InputError(case.folder, f"missing modality {', '.join(missing)} needed by the model",
                          "Add the modality or choose a model bundle for the modalities you have")
     arrays = [sitk.GetArrayFromImage(case.images[m]).astype(np.float32) for m in modalities]
-    brain = np.logical_or.reduce([a != 0 for a in arrays])
+    brain = np.logical_or.reduce([a != 0 for a in arrays]) if case.brain is None \
+        else sitk.GetArrayFromImage(case.brain).astype(bool)
     box = brain_box(brain, margin=2)
     # the paper's per-channel mean removal and variance normalisation, with the case's brain
     # statistics: per-patch statistics would break the exact equality of dense and patch-wise inference
@@ -54,6 +55,14 @@ def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = T
     if with_labels and case.labels is not None:
         classes = LABEL_TO_CLASS[sitk.GetArrayFromImage(case.labels)[box]]
     return NetworkInput(channels, box, brain[box], classes, arrays[0].shape)
+
+
+def axial_case(case: Case, modalities: tuple[str, ...]) -> Case:
+    """``case`` without labels, its ``modalities`` (and brain mask) permuted/flipped to LPS axes, so
+    that numpy axis 0 runs inferior-superior and the network sees axial slices."""
+    axial = {m: sitk.DICOMOrient(case.images[m], "LPS") for m in modalities if m in case.images}
+    brain = None if case.brain is None else sitk.DICOMOrient(case.brain, "LPS")
+    return replace(case, images=axial, labels=None, brain=brain)
 
 
 def pad_for_patches(channels: np.ndarray, pad: int = HALF) -> np.ndarray:

@@ -56,24 +56,30 @@ def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | P
     """
     from ..bundle import update_bundle_metrics
     from ..io.atomic import atomic_path
-    from ..io.case import read_case
     from ..io.cohort import case_folders
-    from .inference import choose_device, segment_case
+    from ..io.images import has_image_suffix
+    from ..preprocessing.prepare import prepare_case_folder
+    from .inference import choose_device, segment_prepared
     from .model_bundle import load_model
 
     model = load_model(bundle, choose_device())
     rows = []
     for folder in tqdm(case_folders(cohort_dir), desc=f"evaluating {Path(bundle).name}", unit="case"):
-        case = read_case(folder, modalities=model.modalities, dsc=False)
-        if case.labels is None:
+        if not any(has_image_suffix(entry) for entry in folder.iterdir()):
+            continue  # not a case folder (e.g. a nested collection of cases)
+        prepared = prepare_case_folder(folder, model.modalities)
+        if prepared.case.labels is None:
             continue
-        predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
-        metrics = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
-        rows.append({"case_id": case.case_id, **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()}})
+        result = segment_prepared(model, prepared)
+        metrics = region_metrics(sitk.GetArrayFromImage(result.prepared_labels), sitk.GetArrayFromImage(prepared.case.labels))
+        rows.append({"case_id": prepared.case.case_id, "input": prepared.input_kind.value,
+                     **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()},
+                     "quality": "; ".join(c.line() for c in result.quality.problems()) or "pass"})
     if not rows:
         raise InputError(cohort_dir, "has no case with a label map", "Evaluation needs <id>_seg label maps")
     summary = {"cohort": str(cohort_dir), "cases": len(rows), "model": str(bundle),
-               "mean": {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0] if key != "case_id"}}
+               "mean": {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]
+                     if key not in ("case_id", "input", "quality")}}
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "segmentation_metrics.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -8,7 +8,7 @@ brain masking and post-processing. The output label map has the input's exact ge
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,7 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from ..io.case import Case
-from .data import network_input, pad_for_patches
+from ..preprocessing.prepare import PreparedCase
+from ..quality import QualityReport
+from .checks import check_intensities, check_tumour
+from .data import NetworkInput, axial_case, network_input, pad_for_patches
+from .model_bundle import SegmentationModel
 from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
 from .postprocess import postprocess
 
@@ -78,8 +82,14 @@ def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case
     (numpy axis 0 = inferior-superior) and the labels are mapped back (nearest neighbour, exact
     for an axis permutation). Voxel size is not changed.
     """
-    axial = {m: sitk.DICOMOrient(case.images[m], "LPS") for m in modalities if m in case.images}
-    data = network_input(replace(case, images=axial, labels=None), modalities, with_labels=False)
+    axial = axial_case(case, modalities)
+    data = network_input(axial, modalities, with_labels=False)
+    return _labels_on_grid(model, data, axial.reference, case.reference, postprocessing, progress)
+
+
+def _labels_on_grid(model: SegmentationCNN, data: NetworkInput, axial_reference: sitk.Image, reference: sitk.Image,
+                    postprocessing: bool, progress: Callable[[int, int], None] | None) -> sitk.Image:
+    """Predict on ``data`` (built from the axial images) and return labels on ``reference``'s grid."""
     box_labels = predict_labels(model, data.channels, data.brain, progress)
     if postprocessing and box_labels.any():
         box_labels = postprocess(box_labels)
@@ -87,5 +97,34 @@ def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case
     labels = np.zeros(data.full_shape, np.uint8)
     labels[data.box] = box_labels
     image = sitk.GetImageFromArray(labels)
-    image.CopyInformation(next(iter(axial.values())))
-    return sitk.Resample(image, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    image.CopyInformation(axial_reference)
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+
+
+@dataclass
+class Segmentation:
+    """Labels on the input's original reference grid, the same on the prepared grid, and the
+    quality verdicts of preparation, network input and result."""
+
+    labels: sitk.Image
+    prepared_labels: sitk.Image
+    quality: QualityReport
+    preparation: PreparedCase
+
+
+def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postprocessing: bool = True,
+                     progress: Callable[[int, int], None] | None = None) -> Segmentation:
+    """Segment a prepared case with quality control: input intensities against the bundle's
+    training statistics, then a tumour of plausible size. A failed check raises ``InputError``."""
+    case = prepared.case
+    axial = axial_case(case, model.modalities)
+    data = network_input(axial, model.modalities, with_labels=False)
+    quality = QualityReport(list(prepared.quality.checks))
+    check_intensities(quality, data, model.modalities, model.record.get("input_statistics"))
+    quality.raise_if_failed(case.folder)
+    labels = _labels_on_grid(model.network, data, axial.reference, case.reference, postprocessing, progress)
+    voxel_ml = float(np.prod(case.reference.GetSpacing())) / 1000.0
+    check_tumour(quality, sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(case.brain) > 0
+                 if case.brain is not None else data.brain, voxel_ml)
+    quality.raise_if_failed(case.folder)
+    return Segmentation(prepared.to_native(labels), labels, quality, prepared)

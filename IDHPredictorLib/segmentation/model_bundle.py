@@ -82,3 +82,19 @@ def find_case_roles(case_dir: str | Path) -> set[str]:
 
     _, files = find_case_files(case_dir)
     return {m for m in MODALITIES if m in files}
+
+
+def record_input_statistics(folder: str | Path, training_cases: list[Path], source: str) -> dict:
+    """Store in a bundle the intensity statistics of (some of) its training cases, for the
+    input check of ``segmentation.checks`` (bundles trained before it existed lack them)."""
+    from ..bundle import update_bundle_record
+    from ..io.case import read_case
+    from .checks import input_statistics, intensity_quantiles
+    from .data import network_input
+
+    modalities = tuple(read_bundle(folder, KIND)["modalities"])
+    quantiles = [intensity_quantiles(network_input(read_case(case, modalities, labels=False, dsc=False), modalities,
+                                                   with_labels=False)) for case in training_cases]
+    statistics = input_statistics(quantiles, modalities, source)
+    update_bundle_record(folder, lambda record: record.__setitem__("input_statistics", statistics))
+    return statistics

@@ -18,6 +18,7 @@ from ..io.atomic import atomic_path
 from ..io.case import read_case
 from ..io.cohort import case_folders
 from .augment import randomise
+from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, extract_patches, network_input, pad_for_patches
 from .evaluation import region_metrics
 from .inference import choose_device, predict_labels
@@ -163,7 +164,7 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
         raise InputError(cohort_dir, f"has {len(folders)} cases, too few to hold out {options.validation_cases}",
                          "Generate a larger training cohort (idh-predictor phantom --cases 20)")
     held_out = {folders[i] for i in order[len(folders) - options.validation_cases:]}
-    train_cases, validation_inputs, validation_ids = [], [], []
+    train_cases, validation_inputs, validation_ids, train_quantiles = [], [], [], []
     for folder in folders:
         case = read_case(folder, modalities=options.modalities, dsc=False)
         data = network_input(case, options.modalities)
@@ -174,6 +175,7 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
             validation_ids.append(case.case_id)
         else:
             train_cases.append(prepare_case(case.case_id, data))
+            train_quantiles.append(intensity_quantiles(data))
 
     network = SegmentationCNN(Architecture(len(options.modalities), options.fc_width)).to(device)
     optimiser = torch.optim.SGD(network.parameters(), lr=options.learning_rate, momentum=options.momentum,
@@ -240,6 +242,7 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
                      "validation_cases": sorted(validation_ids), "options": {**asdict(options), "modalities": list(options.modalities)},
                      "device": str(device), "history": state.history,
                      "date": dt.date.today().isoformat()},
+        "input_statistics": input_statistics(train_quantiles, options.modalities, f"training cases of {cohort_dir}"),
         "metrics": {"validation_simulated": {"dice": best["validation_dice"], "cases": len(validation_ids),
                                             "note": "held out from training but used to pick the best epoch"}},
     }

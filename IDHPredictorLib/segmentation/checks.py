@@ -1,0 +1,68 @@
+"""Quality checks on the network's input and output: intensity statistics against those the
+model was trained on, and a tumour of plausible size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..quality import QualityReport
+from .data import NetworkInput
+
+# Quantiles (percent) of each z-scored channel inside the brain, compared with the training cases'.
+QUANTILES = tuple(range(5, 100, 5))
+# Largest quantile difference (z units). Measured with the FLAIR + T1c model's training cases
+# (phantom seed 1000): training cases 0.12-0.26, the four real cases 0.17-0.64 (the z-scored
+# BraTS 2013 FLAIRs are the farthest), a negated FLAIR 0.94, a T2 given as FLAIR 1.17-1.33.
+INTENSITY_WARN, INTENSITY_FAIL = 0.5, 0.85
+# Whole tumour (with oedema) beyond this share of the brain or volume is not a glioma the model saw.
+TUMOUR_BRAIN_SHARE_FAIL, TUMOUR_ML_FAIL = 0.35, 400.0
+TUMOUR_ML_SMALL = 1.0
+
+
+def intensity_quantiles(data: NetworkInput) -> np.ndarray:
+    """(channels, len(QUANTILES)) quantiles of each z-scored channel inside the brain."""
+    return np.stack([np.percentile(channel[data.brain], QUANTILES) for channel in data.channels])
+
+
+def input_statistics(quantiles: list[np.ndarray], modalities: tuple[str, ...], source: str) -> dict[str, object]:
+    """What a bundle records of its training input: the cases' mean ``intensity_quantiles`` per
+    modality, and where they come from."""
+    mean = np.mean(quantiles, axis=0)
+    return {"quantiles_percent": list(QUANTILES), "source": source, "cases": len(quantiles),
+            "modalities": {m: [round(float(v), 4) for v in row] for m, row in zip(modalities, mean)}}
+
+
+def check_intensities(report: QualityReport, data: NetworkInput, modalities: tuple[str, ...],
+                      statistics: dict | None) -> None:
+    """Each channel's z-score quantiles against the training cases' (skipped, with a warning,
+    for bundles that recorded none)."""
+    if not statistics:
+        report.add("intensities", "warn", "the model bundle records no training intensity statistics; not checked")
+        return
+    quantiles = intensity_quantiles(data)
+    for modality, row in zip(modalities, quantiles):
+        distance = float(np.max(np.abs(row - np.asarray(statistics["modalities"][modality]))))
+        if distance > INTENSITY_FAIL:
+            verdict, note = "fail", ("far from anything the model was trained on: a wrong series (e.g. T2 given as "
+                                     "FLAIR), negated or corrupt intensities")
+        elif distance > INTENSITY_WARN:
+            verdict, note = "warn", "unlike the training cases: check the mask carefully"
+        else:
+            verdict, note = "pass", "within the training range"
+        report.add(f"{modality}_intensities", verdict, f"z-score quantiles differ by up to {distance:.2f} from the "
+                   f"training cases': {note}", distance)
+
+
+def check_tumour(report: QualityReport, labels: np.ndarray, brain: np.ndarray, voxel_ml: float) -> None:
+    """A tumour was found and its size is plausible."""
+    whole = np.count_nonzero(labels) * voxel_ml
+    brain_ml = max(np.count_nonzero(brain) * voxel_ml, 1e-9)
+    if whole == 0:
+        report.add("tumour", "warn", "no tumour found: check that the case has a glioma and the series are the right ones", 0.0)
+    elif whole > TUMOUR_ML_FAIL or whole > TUMOUR_BRAIN_SHARE_FAIL * brain_ml:
+        report.add("tumour", "fail", f"whole tumour {whole:.0f} mL ({100 * whole / brain_ml:.0f} % of the brain) is larger "
+                   "than any plausible glioma: the input is not what the model expects", whole)
+    elif whole < TUMOUR_ML_SMALL:
+        report.add("tumour", "warn", f"whole tumour only {whole:.2f} mL: possibly a false positive", whole)
+    else:
+        report.add("tumour", "pass", f"whole tumour {whole:.1f} mL ({100 * whole / brain_ml:.1f} % of the brain)", whole)
