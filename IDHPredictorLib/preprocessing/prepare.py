@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 PreprocessMode = Literal["auto", "always", "never"]
 PREPROCESS_MODES: tuple[str, ...] = ("auto", "always", "never")
-# Series coarser than this (mm, any axis) are not BraTS-ready: they go through the chain.
-BRATS_READY_MAX_SPACING = 1.5
+# Series whose thickest voxel side exceeds their thinnest by this factor (clinical thick slices)
+# are not BraTS-ready: they go through the chain, which resamples them to 1 mm.
+BRATS_READY_MAX_ANISOTROPY = 2.0
 TARGET_SPACING_MM = 1.0
 Progress = Callable[[int, int], None]
 SkullStripper = Callable[[sitk.Image], sitk.Image]
@@ -76,9 +77,9 @@ def needs_chain(images: dict[str, sitk.Image], detections: dict[str, BrainDetect
     reference = images[_reference_role(images)]
     if any(not same_grid(image, reference) for image in images.values()):
         reasons.append("series on different grids")
-    coarse = max(max(image.GetSpacing()) for image in images.values())
-    if coarse > BRATS_READY_MAX_SPACING:
-        reasons.append(f"voxels up to {coarse:.2g} mm")
+    anisotropy = max(max(image.GetSpacing()) / min(image.GetSpacing()) for image in images.values())
+    if anisotropy > BRATS_READY_MAX_ANISOTROPY:
+        reasons.append(f"thick slices (voxel sides differ {anisotropy:.1f}-fold)")
     return reasons
 
 
@@ -88,7 +89,8 @@ def prepare_case(case: Case, mode: PreprocessMode = "auto", skull_stripper: Skul
 
     ``never`` takes the series as BraTS-ready and refuses raw scans; ``always`` runs the whole
     chain; ``auto`` runs it when the input needs it. ``skull_stripper`` maps an image to its brain
-    mask (default: ``skull_strip.strip_skull``, an optional extra).
+    mask (default: ``skull_strip.strip_skull``, an optional extra). A failed quality check raises
+    ``InputError`` listing every failed check.
     """
     if mode not in PREPROCESS_MODES:
         raise InputError(None, f"unknown preprocessing mode {mode!r}", f"Choose one of {', '.join(PREPROCESS_MODES)}")
@@ -112,8 +114,11 @@ def prepare_case(case: Case, mode: PreprocessMode = "auto", skull_stripper: Skul
         prepared = _run_chain(case, detections, kind, skull_stripper, progress)
         prepared.steps[:0] = steps
         prepared.quality.checks[:0] = quality.checks
+        prepared.quality.raise_if_failed(case.folder)
         return prepared
-    return _brats_ready(case, detections, kind, steps, quality)
+    prepared = _brats_ready(case, detections, kind, steps, quality)
+    prepared.quality.raise_if_failed(case.folder)
+    return prepared
 
 
 def _brats_ready(case: Case, detections: dict[str, BrainDetection], kind: InputKind, steps: list[dict[str, object]],
@@ -205,6 +210,7 @@ def _run_chain(case: Case, detections: dict[str, BrainDetection], kind: InputKin
     for role in resampled:
         if role != reference_role:
             check_alignment(quality, foregrounds[reference_role], foregrounds[role], role, reference_role, registered=True)
+    quality.raise_if_failed(case.folder)  # before the slow steps
     since = time.perf_counter()
     if kind is InputKind.WITH_SKULL:
         stripper = skull_stripper
@@ -219,7 +225,7 @@ def _run_chain(case: Case, detections: dict[str, BrainDetection], kind: InputKin
     brain = sitk.GetArrayFromImage(brain_image).astype(bool)
     check_brain_volume(quality, float(brain.sum()) * voxel_volume_ml(target))
     check_axis_order(quality, brain, target, reference_role)
-    quality.raise_if_failed(case.folder)
+    quality.raise_if_failed(case.folder)  # before N4
     images = {}
     for role, image in resampled.items():
         since = time.perf_counter()

@@ -1,5 +1,6 @@
-"""Structural preprocessing with SimpleITK: N4 bias correction, rigid registration, resampling,
-brain-mask z-scoring. Each step takes and returns SimpleITK images so geometry is never lost."""
+"""Structural preprocessing steps with SimpleITK: N4 bias correction, rigid registration,
+resampling, brain-mask z-scoring. Each takes and returns SimpleITK images or arrays, so geometry
+is never lost; ``prepare`` chains them."""
 
 from __future__ import annotations
 
@@ -73,27 +74,3 @@ def zscore_array(volume: np.ndarray, inside: np.ndarray, source: object = None) 
     if sd == 0:
         raise InputError(source, "image is constant inside the brain", "Check the image export")
     return np.where(inside, (volume - values.mean()) / sd, 0.0).astype(np.float32)
-
-
-def zscore(image: sitk.Image, mask: sitk.Image | None = None) -> sitk.Image:
-    """Float32 image with zero mean and unit sd inside ``mask`` (default: non-zero voxels), 0 outside."""
-    inside = sitk.GetArrayFromImage(brain_mask(image) if mask is None else mask).astype(bool)
-    out = zscore_array(sitk.GetArrayFromImage(image).astype(np.float32), inside)
-    result = sitk.GetImageFromArray(out)
-    result.CopyInformation(image)
-    return result
-
-
-def preprocess(images: dict[str, sitk.Image], reference: str, bias_correction: bool = False,
-               register: bool = False) -> dict[str, sitk.Image]:
-    """Bring all modalities onto ``images[reference]``: optional N4, optional rigid registration,
-    resampling, then brain-mask z-scoring (the mask is the reference's)."""
-    fixed = images[reference]
-    mask = brain_mask(fixed)
-    out = {}
-    for name, image in images.items():
-        if bias_correction:
-            image = n4_bias_correction(image)
-        transform = register_rigid(fixed, image) if register and name != reference else None
-        out[name] = zscore(resample_to(sitk.Cast(image, sitk.sitkFloat32), fixed, transform), mask)
-    return out
