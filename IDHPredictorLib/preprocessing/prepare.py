@@ -123,13 +123,15 @@ def prepare_case(case: Case, mode: PreprocessMode = "auto", skull_stripper: Skul
 
 def _brats_ready(case: Case, detections: dict[str, BrainDetection], kind: InputKind, steps: list[dict[str, object]],
                  quality: QualityReport) -> PreparedCase:
-    """Skull-stripped series: resample stray grids (no registration), brain = union of foregrounds,
-    background set to 0 outside it."""
+    """Skull-stripped series: a constant background set to 0, stray grids resampled (no
+    registration), brain = union of the series' foregrounds."""
     native_reference = case.reference
     images = dict(case.images)
     foregrounds = {}
     for role, image in case.images.items():
         mask = _mask_image(detections[role].foreground, image)
+        if detections[role].kind is InputKind.CONSTANT_BACKGROUND:
+            image = sitk.Mask(image, mask)  # the publisher's background value becomes 0, as in BraTS
         if not same_grid(image, native_reference):
             log.warning("%s: %s is not on the reference grid; resampling it (linear) onto it",
                         case.files.get(role, case.folder), role)
@@ -146,7 +148,6 @@ def _brats_ready(case: Case, detections: dict[str, BrainDetection], kind: InputK
     check_brain_volume(quality, float(brain.sum()) * voxel_volume_ml(native_reference))
     check_axis_order(quality, brain, native_reference, reference_role)
     if kind is InputKind.CONSTANT_BACKGROUND:
-        images = {role: sitk.Mask(image, brain_image) for role, image in images.items()}
         steps.append({"step": "zero background", "detail": "constant background outside the brain set to 0", "seconds": 0.0})
     prepared_case = replace(case, images=images, brain=brain_image)
     return PreparedCase(prepared_case, native_reference, kind, steps, quality)
