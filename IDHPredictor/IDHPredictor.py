@@ -19,7 +19,7 @@ import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
@@ -66,6 +66,7 @@ class IDHPredictorParameterNode:
     dlrModel: Path
     perfusionModel: Path
     tumourSegmentation: vtkMRMLSegmentationNode
+    preprocessing: Annotated[str, Choice(["auto", "always", "never"])] = "auto"
     automaticAif: bool = True
     aifPoints: vtkMRMLMarkupsFiducialNode
     repetitionTime: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
@@ -226,6 +227,7 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("The computation did not finish."), waitCursor=True):
             result = finish(job, self._parameterNode)
+            self._showQuality()
             if isinstance(result, dict):
                 self._showDlr(result)
                 self._showInLayout(result["case_id"])
@@ -238,6 +240,12 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if running:
             self.ui.progressBar.maximum, self.ui.progressBar.value = 0, 0
             self.ui.statusLabel.text = message
+
+    def _showQuality(self) -> None:
+        """The selected case's quality verdict and every warning or failure, in the Segmentation panel."""
+        quality = self.logic.sceneCase(self._parameterNode).results.get("quality", {})
+        lines = [line for name, line in quality.items() if name not in ("verdict", "input", "steps") and "[PASS]" not in line]
+        self.ui.qualityLabel.text = "\n".join([f"{quality['verdict']}; input {quality['input']}", *lines]) if quality else ""
 
     def _showDlr(self, result: dict) -> None:
         from IDHPredictorLib.dlr.predict import describe_prediction
@@ -334,16 +342,21 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         case = self.sceneCase(parameterNode)
         folder = write_case_folder(case, tempfile.mkdtemp(prefix="IDHPredictorJob-"), with_labels=False)
         model = self._modelPath(parameterNode.segmentationModel)
-        return self._startJob(["segment", str(folder), "--out", str(folder / "labels.nii.gz")]
-                              + (["--model", model] if model else []), folder)
+        return self._startJob(["segment", str(folder), "--out", str(folder / "labels.nii.gz"),
+                               "--preprocess", parameterNode.preprocessing] + (["--model", model] if model else []), folder)
 
     def finishSegmentation(self, job, parameterNode: IDHPredictorParameterNode):
+        import json
+
         from IDHPredictorLib.io.case import read_label_map
-        from IDHPredictorLib.scene_workflow import set_labels
+        from IDHPredictorLib.quality import QualityReport
+        from IDHPredictorLib.scene_workflow import record_quality, set_labels
 
         try:
             job.check()
             case = self.sceneCase(parameterNode)
+            report = json.loads((job.workdir / "labels.report.json").read_text(encoding="utf-8"))
+            record_quality(case, report["preparation"], QualityReport.from_dict(report["quality"]))
             node = set_labels(slicer.mrmlScene, case, read_label_map(job.workdir / "labels.nii.gz"))
             parameterNode.tumourSegmentation = node
             self._show(case)
@@ -356,7 +369,8 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         from IDHPredictorLib.scene_workflow import segment
 
         case = self.sceneCase(parameterNode)
-        parameterNode.tumourSegmentation = segment(slicer.mrmlScene, case, self._modelPath(parameterNode.segmentationModel))
+        parameterNode.tumourSegmentation = segment(slicer.mrmlScene, case, self._modelPath(parameterNode.segmentationModel),
+                                                   preprocess=parameterNode.preprocessing)
         return parameterNode.tumourSegmentation
 
     def openSegmentEditor(self, parameterNode: IDHPredictorParameterNode) -> None:
@@ -378,8 +392,8 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Run the segmentation first, or select a tumour segmentation."))
         folder = write_case_folder(case, tempfile.mkdtemp(prefix="IDHPredictorJob-"))
         model = self._modelPath(parameterNode.dlrModel)
-        return self._startJob(["predict", str(folder), "--out", str(folder / "result.json")]
-                              + (["--dlr-model", model] if model else []), folder)
+        return self._startJob(["predict", str(folder), "--out", str(folder / "result.json"),
+                               "--preprocess", parameterNode.preprocessing] + (["--dlr-model", model] if model else []), folder)
 
     def finishDlr(self, job, parameterNode: IDHPredictorParameterNode) -> dict:
         import json
@@ -399,7 +413,8 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         """DLR prediction in this process (batch use and self-test)."""
         from IDHPredictorLib.scene_workflow import compute_dlr
 
-        result = compute_dlr(self.sceneCase(parameterNode), self._modelPath(parameterNode.dlrModel))
+        result = compute_dlr(self.sceneCase(parameterNode), self._modelPath(parameterNode.dlrModel),
+                             preprocess=parameterNode.preprocessing)
         self.updateResultsTable(parameterNode)
         return result
 
@@ -413,7 +428,8 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         prediction = compute_perfusion(slicer.mrmlScene, self.sceneCase(parameterNode),
                                        self._modelPath(parameterNode.perfusionModel), aif,
                                        parameterNode.repetitionTime or None,
-                                       parameterNode.echoTime / 1000.0 if parameterNode.echoTime else None)
+                                       parameterNode.echoTime / 1000.0 if parameterNode.echoTime else None,
+                                       parameterNode.preprocessing)
         self.updateResultsTable(parameterNode)
         return prediction.result
 

@@ -230,7 +230,9 @@ def _predict(args: argparse.Namespace) -> None:
         from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
 
         result["dlr"] = predict_dlr(args.case_dir, Path(args.dlr_model) if args.dlr_model else DEFAULT_DLR_MODEL,
-                                    progress=tqdm_progress("deep descriptors", "scale"))
+                                    progress=tqdm_progress("deep descriptors", "scale"), preprocess=args.preprocess,
+                                    labels_out=Path(args.labels) if args.labels else None)
+        print_quality(QualityReport.from_dict(result["dlr"]["quality"]))
     if args.perfusion_model:
         from .perfusion.model_bundle import predict_perfusion
 
@@ -381,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--heatmap", help="with --perfusion-model: write the attention heat map PNG here")
     predict.add_argument("--rcbv-map", help="with --perfusion-model: write the rCBV map (DSC grid) here, e.g. rcbv.nii.gz")
     predict.add_argument("--out", help="also write the result as JSON here")
+    predict.add_argument("--preprocess", choices=("auto", "always", "never"), default="auto",
+                         help="auto: raw scans (skull, thick slices, several grids) go through preprocessing first")
+    predict.add_argument("--labels", help="when the case has no _seg: write the CNN's tumour labels here "
+                         "(the T1c's original geometry), e.g. SEG.nii.gz")
     predict.set_defaults(run=_predict)
 
     demo = commands.add_parser("demo", help="the whole pipeline on a fresh phantom cohort -> report.html")

@@ -62,6 +62,11 @@ class QualityReport:
         """JSON-ready: overall verdict and every check."""
         return {"verdict": self.verdict, "checks": [asdict(c) for c in self.checks]}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> QualityReport:
+        """The report ``as_dict`` wrote."""
+        return cls([QualityCheck(**check) for check in record.get("checks", [])])
+
     def raise_if_failed(self, source: object) -> None:
         """Refuse the case (``InputError`` naming ``source``) when any check failed."""
         failed = [c for c in self.checks if c.verdict == "fail"]

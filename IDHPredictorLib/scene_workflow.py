@@ -21,6 +21,8 @@ from .io.case import MODALITIES, REFERENCE_ORDER, Case, read_case
 from .io.images import same_grid, write_image
 from .perfusion.curves import CHANNELS
 from .perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, PerfusionPrediction, predict_perfusion_series
+from .preprocessing.prepare import PreprocessMode, prepare_case
+from .quality import QualityReport
 from .segmentation.model_bundle import default_bundle_for, load_model
 
 Progress = Callable[[int, int], None]
@@ -49,8 +51,9 @@ class SceneCase:
 
 def load_case(scene: object, case_dir: str | Path) -> SceneCase:
     """Read a BraTS-layout case folder with the library (validated) and add it to ``scene``:
-    one volume node per modality, the ``_seg`` file as a segmentation node, DSC as a sequence."""
-    case = read_case(case_dir)
+    one volume node per modality (each on its own grid, as raw series come), the ``_seg`` file as a
+    segmentation node, DSC as a sequence."""
+    case = read_case(case_dir, resample=False)
     volumes = {role: bridge.volume_node_from_image(scene, image, f"{case.case_id}_{role}")
                for role, image in case.images.items()}
     scene_case = SceneCase(case.case_id, volumes)
@@ -62,14 +65,15 @@ def load_case(scene: object, case_dir: str | Path) -> SceneCase:
     return scene_case
 
 
-def case_from_nodes(scene_case: SceneCase, with_labels: bool = True) -> Case:
+def case_from_nodes(scene_case: SceneCase, with_labels: bool = True, resample: bool = True) -> Case:
     """The library's ``Case`` from the nodes: images on the reference grid (others resampled,
-    linear), labels exported from the (possibly edited) segmentation node."""
+    linear) unless ``resample`` is False (raw series, each on its own grid, for
+    ``preprocessing.prepare``), labels exported from the (possibly edited) segmentation node."""
     images = {role: sitk.Cast(bridge.image_from_volume_node(scene_case.volumes[role]), sitk.sitkFloat32)
               for role in MODALITIES if scene_case.volumes.get(role) is not None}
     reference = images[next(role for role in REFERENCE_ORDER if role in images)]
     for role, image in images.items():
-        if not same_grid(image, reference):
+        if resample and not same_grid(image, reference):
             images[role] = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
     labels = None
     if with_labels and scene_case.segmentation is not None:
@@ -78,11 +82,12 @@ def case_from_nodes(scene_case: SceneCase, with_labels: bool = True) -> Case:
 
 
 def write_case_folder(scene_case: SceneCase, folder: str | Path, with_labels: bool = True) -> Path:
-    """Write the selected volumes (and the current segmentation) as a BraTS-layout case folder,
-    the input of a background ``idh-predictor`` process."""
+    """Write the selected volumes as they are (each on its own grid: the background process
+    prepares raw series itself) and the current segmentation as a BraTS-layout case folder, the
+    input of a background ``idh-predictor`` process."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    case = case_from_nodes(scene_case, with_labels)
+    case = case_from_nodes(scene_case, with_labels, resample=False)
     for role, image in case.images.items():
         write_image(image, folder / f"{case.case_id}_{role}.nii.gz")
     if case.labels is not None:
@@ -91,10 +96,12 @@ def write_case_folder(scene_case: SceneCase, folder: str | Path, with_labels: bo
 
 
 def segment(scene: object, scene_case: SceneCase, model_folder: str | Path | None = None,
-            progress: Progress | None = None) -> object:
-    """Segment the case with the CNN (default: the shipped bundle for the selected modalities) and
-    put the result in the case's segmentation node (replaced if it exists)."""
-    from .segmentation.inference import segment_case
+            progress: Progress | None = None, preprocess: PreprocessMode = "auto") -> object:
+    """Segment the case with the CNN (default: the shipped bundle for the selected modalities),
+    raw volumes prepared first (``preprocess`` as in ``preprocessing.prepare``); put the result in
+    the case's segmentation node (replaced if it exists) on the reference volume's own grid and
+    the quality verdicts in the case's results."""
+    from .segmentation.inference import segment_prepared
 
     available = {role for role, node in scene_case.volumes.items() if node is not None}
     folder = Path(model_folder) if model_folder else default_bundle_for(available)
@@ -102,9 +109,18 @@ def segment(scene: object, scene_case: SceneCase, model_folder: str | Path | Non
     missing = [m for m in model.modalities if m not in available]
     if missing:
         raise InputError(folder, f"needs {', '.join(missing)}, which is not selected", "Select it, or choose another model")
-    labels = segment_case(model.network, model.modalities, case_from_nodes(scene_case, with_labels=False),
-                          progress=progress)
-    return set_labels(scene, scene_case, labels)
+    prepared = prepare_case(case_from_nodes(scene_case, with_labels=False, resample=False), preprocess)
+    result = segment_prepared(model, prepared, progress=progress)
+    record_quality(scene_case, prepared.record(), result.quality)
+    return set_labels(scene, scene_case, result.labels)
+
+
+def record_quality(scene_case: SceneCase, preparation: Mapping[str, object], quality: QualityReport) -> None:
+    """Keep the input kind, the preprocessing steps and the quality verdicts with the case's
+    results (results table, report): the verdict, then one line per check."""
+    scene_case.results["quality"] = {"verdict": quality.verdict, "input": preparation.get("input_kind"),
+                                     "steps": ", ".join(str(s["step"]) for s in preparation.get("steps", [])),
+                                     **{check.name: check.line() for check in quality.checks}}
 
 
 def set_labels(scene: object, scene_case: SceneCase, labels: sitk.Image) -> object:
@@ -121,13 +137,14 @@ def _require_segmentation(scene_case: SceneCase) -> None:
         raise InputError(None, f"{scene_case.case_id}: no tumour segmentation", "Run Segmentation first, or select one")
 
 
-def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, progress: Progress | None = None
-                ) -> dict[str, object]:
-    """DLR IDH-mutant probability and top features from the current (corrected) segmentation."""
+def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, progress: Progress | None = None,
+                preprocess: PreprocessMode = "auto") -> dict[str, object]:
+    """DLR IDH-mutant probability and top features from the current (corrected) segmentation, the
+    volumes prepared as for segmentation."""
     from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr_case
 
     _require_segmentation(scene_case)
-    case = case_from_nodes(scene_case)
+    case = prepare_case(case_from_nodes(scene_case, resample=False), preprocess).case
     result = predict_dlr_case(case, case.labels, dlr_bundle or DEFAULT_DLR_MODEL, progress=progress,
                               mask_source=f"segmentation node {scene_case.segmentation.GetName()}")
     scene_case.results["dlr"] = result
@@ -136,16 +153,18 @@ def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, pro
 
 def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path | None = None,
                       aif_markups: object | None = None, repetition_time_s: float | None = None,
-                      echo_time_s: float | None = None) -> PerfusionPrediction:
-    """Perfusion prediction from the DSC node and the current segmentation; adds the curve chart
-    (attention heat band) and the rCBV map to the scene."""
+                      echo_time_s: float | None = None, preprocess: PreprocessMode = "auto") -> PerfusionPrediction:
+    """Perfusion prediction from the DSC node and the current segmentation, inside the brain that
+    preparation finds (skull stripped for raw volumes); adds the curve chart (attention heat band)
+    and the rCBV map to the scene."""
     _require_segmentation(scene_case)
     if scene_case.dsc is None:
         raise InputError(None, f"{scene_case.case_id}: no DSC series", "Load the DSC series and select it")
     dsc = bridge.dsc_series_from_node(scene_case.dsc, repetition_time_s, echo_time_s)
     aif_voxels = None if aif_markups is None else bridge.aif_voxels_from_markups(aif_markups, dsc)
-    case = case_from_nodes(scene_case)
-    prediction = predict_perfusion_series(dsc, case.labels, case.reference, scene_case.case_id,
+    prepared = prepare_case(case_from_nodes(scene_case, resample=False), preprocess)
+    labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)
+    prediction = predict_perfusion_series(dsc, labels, prepared.to_native(prepared.case.brain), scene_case.case_id,
                                           bundle or DEFAULT_PERFUSION_MODEL, aif_voxels)
     curves = prediction.curves
     shown = [index for index, present in enumerate(curves.present) if present]
@@ -175,7 +194,10 @@ def export_report(scene_case: SceneCase, folder: str | Path) -> Path:
                                          + "\n", encoding="utf-8")
         if case.labels is not None:
             write_image(case.labels, tmp / f"{scene_case.case_id}_seg.nii.gz")
-            background = case.images.get("flair", case.reference)
+            # a FLAIR on its own grid (raw series) is not registered here: show the labels over the reference
+            native_flair = scene_case.volumes.get("flair")
+            aligned = native_flair is not None and same_grid(bridge.image_from_volume_node(native_flair), case.reference)
+            background = case.images["flair"] if aligned else case.reference
             overlay_figure(sitk.GetArrayFromImage(background), sitk.GetArrayFromImage(case.labels), None,
                            tmp / "segmentation.png", f"{scene_case.case_id}: tumour segmentation")
         if scene_case.perfusion is not None:
@@ -189,15 +211,15 @@ def process_case(scene: object, case_dir: str | Path, output_dir: str | Path, se
                  progress: Progress | None = None) -> dict[str, object]:
     """Batch: load, segment with the CNN, DLR, perfusion (when the case has DSC), results table and
     report folder ``output_dir/<case id>``. ``settings`` may name ``segmentation_model``,
-    ``dlr_model``, ``perfusion_model`` and ``use_existing_labels`` (skip the CNN when the case has
-    a ``_seg`` file)."""
+    ``dlr_model``, ``perfusion_model``, ``preprocess`` (auto, always, never) and
+    ``use_existing_labels`` (skip the CNN when the case has a ``_seg`` file)."""
     settings = dict(settings or {})
     scene_case = load_case(scene, case_dir)
     if scene_case.segmentation is None or not settings.get("use_existing_labels", False):
-        segment(scene, scene_case, settings.get("segmentation_model"), progress)
-    compute_dlr(scene_case, settings.get("dlr_model"))
+        segment(scene, scene_case, settings.get("segmentation_model"), progress, settings.get("preprocess", "auto"))
+    compute_dlr(scene_case, settings.get("dlr_model"), preprocess=settings.get("preprocess", "auto"))
     if scene_case.dsc is not None:
-        compute_perfusion(scene, scene_case, settings.get("perfusion_model"))
+        compute_perfusion(scene, scene_case, settings.get("perfusion_model"), preprocess=settings.get("preprocess", "auto"))
     results_table(scene, scene_case)
     export_report(scene_case, Path(output_dir) / scene_case.case_id)
     return {"case_id": scene_case.case_id, **scene_case.results}

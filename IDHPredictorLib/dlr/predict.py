@@ -9,8 +9,10 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io.case import Case, read_case
-from ..segmentation.inference import segment_case
+from ..io.case import Case
+from ..io.images import write_image
+from ..preprocessing.prepare import PreprocessMode, prepare_case_folder
+from ..segmentation.inference import segment_prepared
 from ..segmentation.model_bundle import DEFAULT_MODELS, SegmentationModel, load_model
 from .cache import model_key
 from .descriptors import DescriptorOptions, deep_descriptors
@@ -66,18 +68,27 @@ def _predict(dlr: DlrModel, model: SegmentationModel, case: Case, mask: sitk.Ima
 
 
 def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL, mask: sitk.Image | None = None,
-                models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
-    """``predict_dlr_case`` for a case folder. The tumour mask is, in order: ``mask``, the case's
-    ``_seg`` file, or a new segmentation by the network the DLR bundle was built on."""
+                models_dir: Path = DEFAULT_MODELS, progress: Callable[[int, int], None] | None = None,
+                preprocess: PreprocessMode = "auto", labels_out: Path | None = None) -> dict[str, object]:
+    """``predict_dlr_case`` for a case folder, raw or BraTS-ready (``preprocess`` as in
+    ``preprocessing.prepare``). The tumour mask is, in order: ``mask``, the case's ``_seg`` file, or
+    a new segmentation by the network the DLR bundle was built on (written to ``labels_out`` in
+    the reference series' original geometry when given). The result carries the preparation
+    record and every quality verdict."""
     dlr, model, segmentation_folder = load_dlr_predictor(dlr_bundle, models_dir)
-    case = read_case(case_dir, model.modalities, labels=True, dsc=False)
+    prepared = prepare_case_folder(case_dir, model.modalities, preprocess)
+    case, quality = prepared.case, prepared.quality
     mask_source = "given mask"
     if mask is None and case.labels is not None:
         mask, mask_source = case.labels, str(case.files["seg"])
     elif mask is None:
         log.info("%s has no _seg file: segmenting it with %s", case_dir, segmentation_folder.name)
-        mask, mask_source = segment_case(model.network, model.modalities, case), f"segmented by {segmentation_folder.name}"
-    return _predict(dlr, model, case, mask, dlr_bundle, progress, mask_source)
+        segmentation = segment_prepared(model, prepared)
+        mask, mask_source, quality = segmentation.prepared_labels, f"segmented by {segmentation_folder.name}", segmentation.quality
+        if labels_out is not None:
+            write_image(segmentation.labels, labels_out)
+    result = _predict(dlr, model, case, mask, dlr_bundle, progress, mask_source)
+    return {**result, "preparation": prepared.record(), "quality": quality.as_dict()}
 
 
 def describe_prediction(result: dict[str, object], features: int = 5) -> dict[str, str]:

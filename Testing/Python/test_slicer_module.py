@@ -55,6 +55,8 @@ def test_every_parameter_is_bound_to_exactly_one_widget_of_a_fitting_class() -> 
             assert cls == "ctkPathLineEdit", name
         elif annotation == "bool":
             assert cls == "QCheckBox", name
+        elif annotation.startswith("Annotated[str, Choice("):
+            assert cls == "QComboBox", name
         else:
             assert "float" in annotation and cls in ("QDoubleSpinBox", "ctkSliderWidget"), name
 
