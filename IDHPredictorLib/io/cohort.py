@@ -76,6 +76,22 @@ def case_folders(cohort_dir: str | Path) -> list[Path]:
     return sorted(p for p in cohort_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def brats_case_folders(root: str | Path) -> list[Path]:
+    """Folders directly under ``root`` that hold a four-modality BraTS-layout case with labels
+    (other folders, such as nested collections or raw scans, are left out)."""
+    from .case import MODALITIES, find_case_files
+
+    found = []
+    for folder in case_folders(root):
+        try:
+            _, files = find_case_files(folder)
+        except InputError:
+            continue
+        if set(MODALITIES) | {"seg"} <= set(files):
+            found.append(folder)
+    return found
+
+
 def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
     """Join every case folder of ``cohort_dir`` to its clinical row; mismatches are errors."""
     cohort_dir = Path(cohort_dir)

@@ -87,6 +87,8 @@ def write_preview(case_dir: str | Path, out_png: str | Path, real_case_dir: str 
 
 def find_real_case() -> Path | None:
     """The last real case folder in ``real_cases_dir()``, or None."""
+    from ..io.cohort import brats_case_folders
+
     folder = real_cases_dir()
-    cases = sorted(p for p in folder.iterdir() if p.is_dir()) if folder else []
+    cases = brats_case_folders(folder) if folder else []
     return cases[-1] if cases else None

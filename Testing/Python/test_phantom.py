@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
+from IDHPredictorLib.io.cohort import brats_case_folders
 from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table, generate_cohort
 from IDHPredictorLib.phantom.realism import contrast_profile
 
@@ -121,7 +122,7 @@ def test_contrast_matches_the_real_cases(full_cohort: Path, realdata: Path) -> N
     """Cohort-mean contrast (z-score vs white matter) within the real cases' range +- 0.6 sd."""
     def profiles(root: Path) -> list[dict[str, dict[str, float]]]:
         out = []
-        for case in sorted(p for p in root.iterdir() if p.is_dir()):
+        for case in brats_case_folders(root):
             images = {m: _read(case, m) for m in ("t1", "t1ce", "t2", "flair")}
             out.append(contrast_profile(images, _read(case, "seg")))
         return out

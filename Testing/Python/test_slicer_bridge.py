@@ -17,6 +17,7 @@ from IDHPredictorLib import scene_workflow as workflow  # noqa: E402
 from IDHPredictorLib import slicer_bridge as bridge  # noqa: E402
 from IDHPredictorLib.errors import InputError  # noqa: E402
 from IDHPredictorLib.io.case import read_case  # noqa: E402
+from IDHPredictorLib.io.cohort import brats_case_folders  # noqa: E402
 from IDHPredictorLib.segmentation.inference import segment_case  # noqa: E402
 from IDHPredictorLib.segmentation.model_bundle import default_bundle_for, load_model  # noqa: E402
 
@@ -228,7 +229,7 @@ def test_process_cohort_writes_reports_and_keeps_going(small_cohort: Path, tmp_p
 
 
 def test_a_real_case_round_trips_through_the_scene(realdata: Path) -> None:
-    case_dir = sorted(p for p in realdata.iterdir() if p.is_dir())[0]
+    case_dir = brats_case_folders(realdata)[0]
     case = read_case(case_dir, dsc=False)
     scene = slicer.vtkMRMLScene()
     scene_case = workflow.load_case(scene, case_dir)
@@ -253,3 +254,26 @@ def test_dlr_panel_lines_read_the_bundles_validation_metrics() -> None:
     assert f"{auc['value']:.4f} ({auc['ci_low']:.2f}-{auc['ci_high']:.2f}) (loocv, simulated)" in lines["validation"]
     assert lines["features"] == "conv6 filter 8, component 53, mean (towards wildtype)"
     assert "not recorded" in describe_prediction({**result, "model_metrics": {}})["validation"]
+
+
+def test_raw_volumes_in_the_scene_are_prepared_and_segmented(realdata: Path) -> None:
+    """The raw TCGA-FG-6692 series (skull, 5.5 mm, one grid each) as volume nodes, the way they
+    arrive from DICOM: the workflow co-registers, skull-strips and segments them, and puts the
+    labels on the T1c node's own grid with the quality verdicts in the results table."""
+    case_dir = realdata / "raw" / "TCGA-FG-6692" / "native"
+    if not case_dir.is_dir():
+        pytest.skip(f"{case_dir} not found")
+    scene = slicer.vtkMRMLScene()
+    scene_case = workflow.load_case(scene, case_dir)
+    scene_case.volumes = {role: scene_case.volumes[role] for role in ("flair", "t1ce")}
+    workflow.segment(scene, scene_case)
+    t1ce = bridge.image_from_volume_node(scene_case.volumes["t1ce"])
+    labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.volumes["t1ce"])
+    assert labels.GetSize() == t1ce.GetSize() and labels.GetSpacing() == pytest.approx(t1ce.GetSpacing())
+    whole_ml = np.count_nonzero(sitk.GetArrayFromImage(labels)) * np.prod(t1ce.GetSpacing()) / 1000
+    assert 10 < whole_ml < 60  # fused labels of this patient: 30.2 mL; measured 15.7 mL
+    quality = scene_case.results["quality"]
+    assert quality["input"] == "raw, with skull and scalp" and "skull strip" in quality["steps"]
+    table = workflow.results_table(scene, scene_case)
+    rows = {table.GetTable().GetValue(i, 0).ToString() for i in range(table.GetTable().GetNumberOfRows())}
+    assert any("brain_volume" in row for row in rows)
