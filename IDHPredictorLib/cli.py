@@ -122,6 +122,7 @@ def _segment(args: argparse.Namespace) -> None:
     from .segmentation.inference import choose_device, segment_prepared
     from .segmentation.model_bundle import default_bundle_for, find_case_roles, load_model
 
+    refuse_overwriting_inputs(args.case_dir, [Path(args.out), Path(args.report) if args.report else report_path_for(Path(args.out))])
     bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
     model = load_model(bundle, choose_device(args.device))
     prepared = prepare_case_folder(args.case_dir, model.modalities, args.preprocess,
@@ -147,6 +148,19 @@ def _segment(args: argparse.Namespace) -> None:
         overlay_figure(sitk.GetArrayFromImage(flair), sitk.GetArrayFromImage(result.prepared_labels), reference,
                        args.overlay, f"{case.case_id}: {bundle.name}")
         print(f"overlay: {args.overlay}")
+
+
+def refuse_overwriting_inputs(case_dir: str | Path, outputs: list[Path]) -> None:
+    """Stop before any work when an output path is one of the case's input files or an existing folder."""
+    from .io.case import find_case_files
+
+    _, files = find_case_files(case_dir)
+    inputs = {path.resolve() for path in files.values()}
+    for output in outputs:
+        if output.resolve() in inputs:
+            raise InputError(output, "is one of the case's input files", "Write the output to another path, e.g. SEG.nii.gz")
+        if output.is_dir():
+            raise InputError(output, "is an existing folder", "Give a file name, e.g. SEG.nii.gz")
 
 
 def report_path_for(labels: Path) -> Path:
@@ -414,7 +428,27 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"idh-predictor: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("idh-predictor: cancelled; outputs are written all-or-nothing, so none was left half-written", file=sys.stderr)
+        return 130
+    except Exception as error:  # anything else: one line for the user, the traceback in a file
+        log = crash_log(args.command)
+        print(f"idh-predictor: internal error in '{args.command}': {type(error).__name__}: {error}. "
+              f"Full traceback: {log}. Please report it with that file.", file=sys.stderr)
+        return 1
     return 0
+
+
+def crash_log(command: str) -> Path:
+    """Write the current exception's traceback to a file in the temporary folder; return its path."""
+    import tempfile
+    import traceback
+
+    handle, name = tempfile.mkstemp(prefix=f"idh-predictor-{command}-", suffix=".log")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(f"idh-predictor {__version__} {' '.join(sys.argv)}\n")
+        traceback.print_exc(file=out)
+    return Path(name)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io.case import Case
 from ..io.images import write_image
 from ..preprocessing.prepare import PreprocessMode, prepare_case_folder
+from ..segmentation.checks import check_tumour
 from ..segmentation.inference import segment_prepared
 from ..segmentation.model_bundle import DEFAULT_MODELS, SegmentationModel, load_model
 from .cache import model_key
@@ -81,6 +83,9 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
     mask_source = "given mask"
     if mask is None and case.labels is not None:
         mask, mask_source = case.labels, str(case.files["seg"])
+        check_tumour(quality, sitk.GetArrayViewFromImage(mask), sitk.GetArrayViewFromImage(case.brain) > 0,
+                     float(np.prod(mask.GetSpacing())) / 1000)
+        quality.raise_if_failed(case.files["seg"])
     elif mask is None:
         log.info("%s has no _seg file: segmenting it with %s", case_dir, segmentation_folder.name)
         segmentation = segment_prepared(model, prepared)

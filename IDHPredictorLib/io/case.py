@@ -141,4 +141,7 @@ def read_label_map(path: Path, reference: sitk.Image | None = None) -> sitk.Imag
     if reference is not None and not same_grid(labels, reference):
         log.warning("%s: label map is not on the image grid; resampling it (nearest neighbour)", path)
         labels = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        if not sitk.GetArrayViewFromImage(labels).any():
+            raise InputError(path, "label map does not overlap the images (no tumour voxel falls inside their field of view)",
+                             "Use the label map made on this case's images, in the same space")
     return labels

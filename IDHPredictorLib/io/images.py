@@ -7,6 +7,7 @@ dimension: it raises ``InputError`` naming the file and the fix.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +41,20 @@ def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
 
 
 def check_nifti_nans(image: sitk.Image, path: Path) -> None:
-    """ITK's NIfTI reader turns NaN voxels into 0, hiding a broken export; nibabel reads the raw
-    values, so float NIfTI files are checked with it (integer files cannot hold NaN)."""
+    """Read a NIfTI file's voxels again with nibabel, which ITK's reader does not do for us: a
+    truncated file (an interrupted copy or download) is refused instead of read as part zeros,
+    and NaNs, which ITK turns into 0, are reported."""
     if path.is_dir() or not path.name.lower().endswith((".nii", ".nii.gz")):
-        return
-    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
         return
     import nibabel
 
-    _raise_if_not_finite(np.asanyarray(nibabel.load(str(path)).dataobj), path)
+    try:
+        voxels = np.asanyarray(nibabel.load(str(path)).dataobj)
+    except (EOFError, OSError, ValueError, zlib.error) as error:
+        raise InputError(path, f"is truncated or corrupt ({str(error).strip().splitlines()[0][:120]})",
+                         "Copy or export the file again; the one given does not hold the whole image") from error
+    if np.issubdtype(voxels.dtype, np.floating):
+        _raise_if_not_finite(voxels, path)
 
 
 def check_image(image: sitk.Image, path: str | Path | None, dimension: int) -> None:

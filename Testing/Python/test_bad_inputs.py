@@ -1,0 +1,96 @@
+"""Bad inputs and unlucky environments end with one clear line and the documented exit status,
+never with a traceback or a silently wrong result (small phantom cases as the base)."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from IDHPredictorLib import cli
+from IDHPredictorLib.cli import main
+
+
+def _copy_case(cohort: Path, tmp_path: Path, modalities: tuple[str, ...] = ("flair", "t1ce", "seg")) -> Path:
+    source = sorted(p for p in cohort.iterdir() if p.is_dir())[0]
+    target = tmp_path / source.name
+    target.mkdir()
+    for modality in modalities:
+        shutil.copy(source / f"{source.name}_{modality}.nii.gz", target)
+    return target
+
+
+def _run(arguments: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    status = main(arguments)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return status, err
+
+
+def test_truncated_nifti_files_are_refused(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path)
+    flair = case / f"{case.name}_flair.nii.gz"
+    data = flair.read_bytes()
+    flair.write_bytes(data[: len(data) * 2 // 3])  # an interrupted copy
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "truncated" in err and flair.name in err
+    raw = gzip.decompress(data)
+    flair.unlink()
+    (case / f"{case.name}_flair.nii").write_bytes(raw[: len(raw) // 2])
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "truncated" in err
+
+
+def test_segment_never_overwrites_an_input(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path)
+    flair = case / f"{case.name}_flair.nii.gz"
+    before = flair.read_bytes()
+    status, err = _run(["segment", str(case), "--out", str(flair)], capsys)
+    assert status == 2 and "input files" in err and flair.read_bytes() == before
+    status, err = _run(["segment", str(case), "--out", str(tmp_path)], capsys)
+    assert status == 2 and "existing folder" in err
+
+
+def test_label_map_outside_the_images_is_refused(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path)
+    seg_path = case / f"{case.name}_seg.nii.gz"
+    seg = sitk.ReadImage(str(seg_path))
+    seg.SetOrigin([o + 1000.0 for o in seg.GetOrigin()])  # a label map from another space
+    sitk.WriteImage(seg, str(seg_path))
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "does not overlap" in err
+
+
+def test_label_map_covering_the_whole_brain_is_refused_by_predict(small_cohort: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path)
+    flair = sitk.ReadImage(str(case / f"{case.name}_flair.nii.gz"))
+    everything = sitk.GetImageFromArray((sitk.GetArrayFromImage(flair) != 0).astype(np.uint8) * 2)
+    everything.CopyInformation(flair)
+    sitk.WriteImage(everything, str(case / f"{case.name}_seg.nii.gz"))
+    status, err = _run(["predict", str(case)], capsys)
+    assert status == 2 and "larger than any plausible glioma" in err
+
+
+def test_unexpected_errors_and_ctrl_c_end_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    def crash(args: object) -> None:
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(cli, "_validate", crash)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    status, err = _run(["validate", str(tmp_path)], capsys)
+    assert status == 1 and "internal error in 'validate': ZeroDivisionError: simulated bug" in err
+    log = next(tmp_path.glob("idh-predictor-validate-*.log"))
+    assert "Traceback" in log.read_text() and str(log) in err
+
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_validate", interrupted)
+    status, err = _run(["validate", str(tmp_path)], capsys)
+    assert status == 130 and "cancelled" in err
