@@ -3,7 +3,9 @@ metrics, library version) beside its weight files. Written all-or-nothing; read 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from .errors import InputError
 from .io.atomic import atomic_directory
 
 BUNDLE_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 def write_bundle(folder: str | Path, kind: str, metadata: dict, files: dict[str, Callable[[Path], None]]) -> Path:
@@ -21,7 +24,7 @@ def write_bundle(folder: str | Path, kind: str, metadata: dict, files: dict[str,
         for name, writer in files.items():
             writer(tmp / name)
         record = {"bundle_format": BUNDLE_FORMAT, "kind": kind, "library_version": __version__,
-                  "files": sorted(files), **metadata}
+                  "files": sorted(files), "sha256": {name: file_sha256(tmp / name) for name in sorted(files)}, **metadata}
         (tmp / "model.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return folder
 
@@ -45,7 +48,23 @@ def read_bundle(folder: str | Path, kind: str) -> dict:
     missing = [name for name in record.get("files", []) if not (folder / name).exists()]
     if missing:
         raise InputError(folder, f"bundle is missing {', '.join(missing)}", "Re-install or re-train the bundle")
+    checksums = record.get("sha256")
+    if not checksums:
+        log.warning("%s records no checksums: its weights cannot be verified (re-train or re-save it)", path)
+    for name, expected in (checksums or {}).items():
+        if file_sha256(folder / name) != expected:
+            raise InputError(folder / name, "does not match the checksum in model.json (changed or damaged)",
+                             "Re-install or re-train the bundle")
     return record
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def update_bundle_metrics(folder: str | Path, name: str, metrics: dict) -> None:

@@ -94,3 +94,18 @@ def test_unexpected_errors_and_ctrl_c_end_with_one_line(monkeypatch: pytest.Monk
     monkeypatch.setattr(cli, "_validate", interrupted)
     status, err = _run(["validate", str(tmp_path)], capsys)
     assert status == 130 and "cancelled" in err
+
+
+def test_bundle_with_changed_weights_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from IDHPredictorLib.errors import InputError
+    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_MODELS / "segmentation-flair-t1ce", bundle)
+    load_model(bundle)  # intact: loads
+    state = torch.load(bundle / "weights.pt", weights_only=True)
+    torch.save({name: torch.zeros_like(value) for name, value in state.items()}, bundle / "weights.pt")  # all zeroed
+    with pytest.raises(InputError, match="does not match the checksum"):
+        load_model(bundle)

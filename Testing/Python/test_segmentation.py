@@ -133,7 +133,7 @@ def test_bundle_round_trip_and_clear_errors(tmp_path: Path) -> None:
     record["bundle_format"] = 1
     (bundle / "model.json").write_text(json.dumps(record), encoding="utf-8")
     (bundle / "weights.pt").write_bytes((bundle / "weights.pt").read_bytes()[:100])
-    with pytest.raises(InputError, match="weights.pt: weights do not load"):
+    with pytest.raises(InputError, match="weights.pt: does not match the checksum in model.json"):
         load_model(bundle)
     (bundle / "weights.pt").unlink()
     with pytest.raises(InputError, match="bundle is missing weights.pt"):
