@@ -153,6 +153,7 @@ def _segment(args: argparse.Namespace) -> None:
 def refuse_overwriting_inputs(case_dir: str | Path, outputs: list[Path]) -> None:
     """Stop before any work when an output path is one of the case's input files or an existing folder."""
     from .io.case import find_case_files
+    from .io.images import IMAGE_SUFFIXES
 
     _, files = find_case_files(case_dir)
     inputs = {path.resolve() for path in files.values()}
@@ -161,6 +162,8 @@ def refuse_overwriting_inputs(case_dir: str | Path, outputs: list[Path]) -> None
             raise InputError(output, "is one of the case's input files", "Write the output to another path, e.g. SEG.nii.gz")
         if output.is_dir():
             raise InputError(output, "is an existing folder", "Give a file name, e.g. SEG.nii.gz")
+        if not output.name.lower().endswith((*IMAGE_SUFFIXES, ".json")):
+            raise InputError(output, "has no image file extension", f"End the name with one of {', '.join(IMAGE_SUFFIXES)}")
 
 
 def report_path_for(labels: Path) -> Path:
@@ -239,6 +242,8 @@ def _predict(args: argparse.Namespace) -> None:
 
     if not args.dlr_model and not args.perfusion_model and args.skip_dlr:
         raise SystemExit("idh-predictor predict: nothing to do (give --perfusion-model or drop --skip-dlr)")
+    if (args.heatmap or args.rcbv_map) and not args.perfusion_model:
+        raise SystemExit("idh-predictor predict: --heatmap and --rcbv-map need --perfusion-model BUNDLE")
     result: dict[str, object] = {}
     if not args.skip_dlr:
         from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
@@ -428,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"idh-predictor: error: {error}", file=sys.stderr)
         return 2
+    except SystemExit as error:  # option errors raised as SystemExit("message"): bad input, exit 2 as documented
+        if isinstance(error.code, str):
+            print(error.code, file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("idh-predictor: cancelled; outputs are written all-or-nothing, so none was left half-written", file=sys.stderr)
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,12 @@ def read_clinical(path: str | Path) -> dict[str, dict[str, str]]:
     if not path.exists():
         raise InputError(path, "clinical.csv not found",
                          f"Add a CSV with columns {', '.join(REQUIRED_COLUMNS)} beside the case folders")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"is not UTF-8 text (byte {error.start}: {error.reason})",
+                         "Save the CSV as UTF-8 (spreadsheet programs: 'CSV UTF-8')") from error
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -58,9 +64,11 @@ def _check_row(path: Path, line: int, row: dict[str, str]) -> None:
         raise InputError(path, f"line {line}: unknown IDH value {row['idh']!r}",
                          "Use 'mutant' or 'wildtype' (leave unknown-status patients out of the cohort)")
     try:
-        float(row["age"])
+        age = float(row["age"])
     except (TypeError, ValueError):
         raise InputError(path, f"line {line}: age {row['age']!r} is not a number", "Give age in years") from None
+    if not 0 <= age <= 120:  # also refuses nan and inf
+        raise InputError(path, f"line {line}: age {row['age']!r} is not a plausible age", "Give age in years, 0-120")
     try:
         dt.date.fromisoformat((row["diagnosis_date"] or "").strip())
     except ValueError:

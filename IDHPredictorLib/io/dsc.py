@@ -58,9 +58,17 @@ def _read_sidecar(path: Path) -> dict:
     if not sidecar.exists():
         return {}
     try:
-        return json.loads(sidecar.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(sidecar, f"is not valid JSON ({error.msg}, line {error.lineno})", "Fix or delete the sidecar") from error
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(sidecar, f"is not valid JSON ({error})", "Fix or delete the sidecar") from error
+    if not isinstance(record, dict):
+        raise InputError(sidecar, f"holds a JSON {type(record).__name__}, not an object",
+                         'Write {"RepetitionTime": 1.5, "EchoTime": 0.03} (seconds)')
+    for key in ("RepetitionTime", "EchoTime"):
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InputError(sidecar, f"{key} is {value!r}, not a number", f'Give {key} as a number of seconds, e.g. "{key}": 1.5')
+    return record
 
 
 def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,

@@ -109,3 +109,30 @@ def test_bundle_with_changed_weights_is_refused(tmp_path: Path, capsys: pytest.C
     torch.save({name: torch.zeros_like(value) for name, value in state.items()}, bundle / "weights.pt")  # all zeroed
     with pytest.raises(InputError, match="does not match the checksum"):
         load_model(bundle)
+
+
+def test_clinical_table_and_sidecar_mistakes_are_named(small_cohort: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from IDHPredictorLib.errors import InputError
+    from IDHPredictorLib.io.cohort import read_clinical
+    from IDHPredictorLib.io.dsc import read_dsc_series
+
+    table = (small_cohort / "clinical.csv").read_text(encoding="utf-8").splitlines()
+    header, first = table[0].split(","), table[1].split(",")
+    first[header.index("age")] = "nan"
+    (tmp_path / "clinical.csv").write_text("\n".join([table[0], ",".join(first)]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="not a plausible age"):
+        read_clinical(tmp_path / "clinical.csv")
+    (tmp_path / "clinical.csv").write_bytes("\n".join([table[0], table[1] + ",Z\u00fcrich"]).encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_clinical(tmp_path / "clinical.csv")
+    case = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    shutil.copy(case / f"{case.name}_dsc.nii.gz", tmp_path / "x_dsc.nii.gz")
+    for sidecar, message in (('{"RepetitionTime": "1.4 s"}', "not a number"), ("[1.5, 0.03]", "not an object")):
+        (tmp_path / "x_dsc.json").write_text(sidecar, encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            read_dsc_series(tmp_path / "x_dsc.nii.gz")
+    status, err = _run(["predict", str(case), "--heatmap", str(tmp_path / "h.png")], capsys)
+    assert status == 2 and "need --perfusion-model" in err
+    status, err = _run(["segment", str(case), "--out", str(tmp_path / "labels")], capsys)
+    assert status == 2 and "no image file extension" in err

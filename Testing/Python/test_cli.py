@@ -19,9 +19,9 @@ def test_phantom_command_writes_cohort_and_preview(tmp_path: Path, capsys: pytes
     assert "cohort of 2 cases" in capsys.readouterr().out
 
 
-def test_phantom_rejects_bad_options(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--cases must be at least 1"):
-        main(["phantom", "--out", str(tmp_path / "x"), "--cases", "0"])
+def test_phantom_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["phantom", "--out", str(tmp_path / "x"), "--cases", "0"]) == 2  # bad input: exit 2, as documented
+    assert "--cases must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
