@@ -91,6 +91,7 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
     cases = read_cohort(cohort_dir)
     folders = [c.folder for c in cases]
     y = np.array([c.idh_mutant for c in cases], dtype=int)
+    check_split_plan(y, Path(cohort_dir) / "clinical.csv", settings.folds if settings.validation == "kfold" else None)
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
     try:

@@ -22,6 +22,7 @@ from ..io.cohort import read_cohort
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
+from ..validation.splits import check_split_plan, test_split_size
 from .analysis import analyse_dsc, read_perfusion_case
 from .curves import WHOLE_CHANNEL, PatientCurves, patient_curves, sliding_windows
 from .model_bundle import save_perfusion_model
@@ -83,6 +84,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     stage = progress or (lambda _name: None)
     cases = read_cohort(cohort_dir)
     y = np.array([c.idh_mutant for c in cases], dtype=int)
+    check_split_plan(y, Path(cohort_dir) / "clinical.csv", settings.folds, settings.test_fraction)
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
     cohort = analysed or analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
@@ -90,7 +92,8 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     baselines = {"age + mean rCBV": np.column_stack([age, [s["rcbv_mean"] for s in cohort.statistics]]),
                  "age + enhancement": np.column_stack([age, [float(c.present[0]) for c in cohort.curves]])}
     patients = np.arange(len(y))
-    development, test = train_test_split(patients, test_size=settings.test_fraction, stratify=y, random_state=settings.seed)
+    development, test = train_test_split(patients, test_size=test_split_size(len(y), settings.test_fraction), stratify=y,
+                                         random_state=settings.seed)
     folds = list(StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed).split(development, y[development]))
 
     oof = {name: np.full(len(y), np.nan) for name in ["LSTM", *baselines]}

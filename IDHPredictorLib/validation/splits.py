@@ -38,3 +38,35 @@ def repeated_kfold(y: Sequence[int], folds: int = 5, repeats: int = 1, seed: int
     groups = _groups(len(y), groups)
     return [list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed + r).split(np.zeros(len(y)), y, groups))
             for r in range(repeats)]
+
+
+def check_split_plan(y: Sequence[int], source: object, folds: int | None = None, test_fraction: float | None = None) -> None:
+    """Refuse, before any work, a cohort that the requested splits cannot serve: one class only,
+    fewer than 2 folds, a test fraction outside (0, 1), a test split without both genotypes, or
+    folds with fewer patients of a class than there are folds."""
+    from ..errors import InputError
+
+    y = np.asarray(y, int)
+    counts = {"IDH-mutant": int(y.sum()), "IDH-wildtype": int(len(y) - y.sum())}
+    fix = "Add patients of the missing genotype to clinical.csv and the cohort folder"
+    if min(counts.values()) == 0:
+        raise InputError(source, f"holds one genotype only ({counts})", fix)
+    if folds is not None and folds < 2:
+        raise InputError(source, f"--folds {folds}: cross-validation needs at least 2 folds", "Use --folds 2 or more (default 5)")
+    development = counts
+    if test_fraction is not None:
+        if not 0 < test_fraction < 1:
+            raise InputError(source, f"--test-fraction {test_fraction} is not between 0 and 1", "Use e.g. --test-fraction 0.1")
+        test_size = test_split_size(len(y), test_fraction)
+        if min(counts.values()) < 2:
+            raise InputError(source, f"a test split of {test_size} of {len(y)} patients cannot hold both genotypes "
+                             f"({counts})", "Raise --test-fraction, or add patients")
+        development = {k: v - max(1, round(v * test_size / len(y))) for k, v in counts.items()}
+    if folds is not None and min(development.values()) < folds:
+        raise InputError(source, f"{folds} folds need at least {folds} patients of each genotype outside the test split, "
+                         f"the cohort has {development}", f"Use --folds {max(2, min(development.values()))} or add patients")
+
+
+def test_split_size(patients: int, test_fraction: float) -> int:
+    """Patients in a stratified test split: the fraction rounded up, at least 2 (one per genotype)."""
+    return max(2, int(np.ceil(test_fraction * patients)))

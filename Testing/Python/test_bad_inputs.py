@@ -136,3 +136,18 @@ def test_clinical_table_and_sidecar_mistakes_are_named(small_cohort: Path, tmp_p
     assert status == 2 and "need --perfusion-model" in err
     status, err = _run(["segment", str(case), "--out", str(tmp_path / "labels")], capsys)
     assert status == 2 and "no image file extension" in err
+
+
+def test_split_plans_are_checked_before_any_work() -> None:
+    from IDHPredictorLib.errors import InputError
+    from IDHPredictorLib.validation.splits import check_split_plan
+
+    balanced = [1] * 5 + [0] * 5
+    check_split_plan(balanced, "clinical.csv", folds=4, test_fraction=0.1)  # test split 2, folds of 4 + 4: fine
+    for y, folds, fraction, message in (([1] * 8, 5, None, "one genotype only"),
+                                        (balanced, 1, None, "at least 2 folds"),
+                                        (balanced, 5, 1.5, "not between 0 and 1"),
+                                        (balanced, 5, 0.1, "Use --folds 4"),
+                                        ([1] * 9 + [0], 2, 0.1, "cannot hold both genotypes")):
+        with pytest.raises(InputError, match=message):
+            check_split_plan(y, "clinical.csv", folds=folds, test_fraction=fraction)
