@@ -19,7 +19,7 @@ from ..segmentation.network import LAYERS
 from ..validation.crossval import out_of_fold_scores
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
-from ..validation.splits import Split, leave_one_out, repeated_kfold, temporal
+from ..validation.splits import Split, check_split_plan, leave_one_out, repeated_kfold, temporal
 from .cache import cohort_descriptors, model_key
 from .descriptors import DescriptorOptions
 from .model import DlrModel, dlr_pipeline, selection_classifier
