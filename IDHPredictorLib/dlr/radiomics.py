@@ -32,7 +32,7 @@ def _extractor():
         from radiomics import featureextractor
     except ImportError as error:
         raise InputError(None, "pyradiomics is not installed (needed for the radiomics baseline)",
-                         "pip install pyradiomics-bhklab, or run without --radiomics") from error
+                         "pip install pyradiomics-bhklab, or run idh-predictor dlr with --no-radiomics") from error
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     extractor = featureextractor.RadiomicsFeatureExtractor(**SETTINGS)
     extractor.enableAllFeatures()

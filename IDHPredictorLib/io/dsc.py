@@ -115,10 +115,10 @@ def check_timing(path: Path, tr: float, te: float | None, frames: int) -> None:
                          "the whole dynamic acquisition was exported")
     if not 0.1 <= tr <= 10.0:
         raise InputError(path, f"TR of {tr} s is implausible for DSC", "Give TR in seconds (e.g. 1.5) in the sidecar "
-                         "JSON 'RepetitionTime' or with --tr")
+                         "JSON 'RepetitionTime' (in Slicer: the TR field of the Perfusion panel)")
     if te is not None and not 0.005 <= te <= 0.2:
         raise InputError(path, f"TE of {te} s is implausible for DSC", "Give TE in seconds (e.g. 0.03) in the sidecar "
-                         "JSON 'EchoTime' or with --te")
+                         "JSON 'EchoTime' (in Slicer: the TE field of the Perfusion panel)")
 
 
 def _components_to_time(image: sitk.Image) -> sitk.Image:

@@ -4,6 +4,7 @@ never with a traceback or a silently wrong result (small phantom cases as the ba
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -151,3 +152,30 @@ def test_split_plans_are_checked_before_any_work() -> None:
                                         ([1] * 9 + [0], 2, 0.1, "cannot hold both genotypes")):
         with pytest.raises(InputError, match=message):
             check_split_plan(y, "clinical.csv", folds=folds, test_fraction=fraction)
+
+
+def test_every_option_named_in_a_message_exists() -> None:
+    """Error messages and fixes may only suggest options the command line has."""
+    import argparse
+    import ast
+
+    from IDHPredictorLib.cli import build_parser
+
+    parser = build_parser()
+    options = {o for a in parser._actions for o in a.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                options.update(o for a in command._actions for o in a.option_strings)
+    library = Path(__file__).resolve().parents[2] / "IDHPredictorLib"
+    suggested = {}
+    for path in library.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
+                    suggested.setdefault(option, path.name)
+    assert suggested, "no message names an option: the scan is broken"
+    unknown = {option: where for option, where in suggested.items() if option not in options}
+    assert not unknown, f"messages suggest options no command has: {unknown}"
