@@ -84,6 +84,7 @@ def _preprocess(args: argparse.Namespace) -> None:
     from .preprocessing.prepare import prepare_case_folder, write_prepared
     from .segmentation.model_bundle import find_case_roles
 
+    check_output_paths(args.case_dir, [], folders=(Path(args.out),))
     modalities = tuple(args.modalities) if args.modalities else tuple(sorted(find_case_roles(args.case_dir)))
     prepared = prepare_case_folder(args.case_dir, modalities, args.mode, progress=tqdm_progress("preprocessing", "step"))
     print_quality(prepared.quality)
@@ -122,7 +123,7 @@ def _segment(args: argparse.Namespace) -> None:
     from .segmentation.inference import choose_device, segment_prepared
     from .segmentation.model_bundle import default_bundle_for, find_case_roles, load_model
 
-    refuse_overwriting_inputs(args.case_dir, [Path(args.out), Path(args.report) if args.report else report_path_for(Path(args.out))])
+    check_output_paths(args.case_dir, [Path(p) for p in (args.out, args.report or report_path_for(Path(args.out)), args.overlay) if p])
     bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
     model = load_model(bundle, choose_device(args.device))
     prepared = prepare_case_folder(args.case_dir, model.modalities, args.preprocess,
@@ -150,20 +151,30 @@ def _segment(args: argparse.Namespace) -> None:
         print(f"overlay: {args.overlay}")
 
 
-def refuse_overwriting_inputs(case_dir: str | Path, outputs: list[Path]) -> None:
-    """Stop before any work when an output path is one of the case's input files or an existing folder."""
+def check_output_paths(case_dir: str | Path, outputs: list[Path], folders: tuple[Path, ...] = ()) -> None:
+    """Before any work: refuse output files that are one of the case's inputs, existing folders or
+    names without an image extension, and output locations that cannot be written."""
     from .io.case import find_case_files
     from .io.images import IMAGE_SUFFIXES
 
     _, files = find_case_files(case_dir)
-    inputs = {path.resolve() for path in files.values()}
-    for output in outputs:
+    inputs = {path.resolve() for path in files.values()} | {Path(case_dir).resolve()}
+    for output in [*outputs, *folders]:
         if output.resolve() in inputs:
-            raise InputError(output, "is one of the case's input files", "Write the output to another path, e.g. SEG.nii.gz")
+            raise InputError(output, "is one of the case's inputs", "Write the output to another path")
+        parent = next((p for p in output.resolve().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise InputError(output, f"cannot be written ({parent} is not a folder you can write to)",
+                             "Choose a folder you can write to")
+    for output in outputs:
         if output.is_dir():
             raise InputError(output, "is an existing folder", "Give a file name, e.g. SEG.nii.gz")
-        if not output.name.lower().endswith((*IMAGE_SUFFIXES, ".json")):
-            raise InputError(output, "has no image file extension", f"End the name with one of {', '.join(IMAGE_SUFFIXES)}")
+        if not output.name.lower().endswith((*IMAGE_SUFFIXES, ".json", ".png")):
+            raise InputError(output, "has no file extension this output can take",
+                             f"End the name with one of {', '.join(IMAGE_SUFFIXES)} (images), .json or .png")
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise InputError(folder, "exists and is not a folder", "Give a folder name for the output")
 
 
 def report_path_for(labels: Path) -> Path:
@@ -244,6 +255,7 @@ def _predict(args: argparse.Namespace) -> None:
         raise SystemExit("idh-predictor predict: nothing to do (give --perfusion-model or drop --skip-dlr)")
     if (args.heatmap or args.rcbv_map) and not args.perfusion_model:
         raise SystemExit("idh-predictor predict: --heatmap and --rcbv-map need --perfusion-model BUNDLE")
+    check_output_paths(args.case_dir, [Path(p) for p in (args.out, args.labels, args.heatmap, args.rcbv_map) if p])
     result: dict[str, object] = {}
     if not args.skip_dlr:
         from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr

@@ -84,6 +84,13 @@ def performance_section(results: Path = RESULTS) -> str:
              f"{fv['skimage_float32_s'] * 1000:.1f} ms ({fv['skimage_float32_over_ours']:.1f}x) |",
              f"| Perfusion analysis + prediction | {perf['mean_s_per_case']:.2f} s/case | |",
              f"| LSTM training, {perf['training_patients']} patients, {perf['epochs']} epochs | {perf['training_one_fold_s']:.1f} s | |"]
+    raw_path = results / "raw_inputs.json"
+    if raw_path.exists():  # written only where ../shared/realdata holds the raw case
+        raw = json.loads(raw_path.read_text(encoding="utf-8"))
+        (raw_name, raw_run), (ready_name, ready_run) = raw["runs"].items()
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in raw_run["steps_s"].items())
+        lines.append(f"| Raw scans to tumour mask, real TCGA-FG-6692 {raw_name} | {raw_run['total_s']:.0f} s ({steps}) | "
+                     f"{ready_name} {ready_run['total_s']:.0f} s |")
     for name in ("segmentation-flair-t1ce", "segmentation-flair", "segmentation-all"):
         seconds = _training_seconds(ROOT / "Resources" / "models" / name)
         if seconds is not None:

@@ -51,7 +51,7 @@ def test_segment_never_overwrites_an_input(small_cohort: Path, tmp_path: Path, c
     flair = case / f"{case.name}_flair.nii.gz"
     before = flair.read_bytes()
     status, err = _run(["segment", str(case), "--out", str(flair)], capsys)
-    assert status == 2 and "input files" in err and flair.read_bytes() == before
+    assert status == 2 and "the case's inputs" in err and flair.read_bytes() == before
     status, err = _run(["segment", str(case), "--out", str(tmp_path)], capsys)
     assert status == 2 and "existing folder" in err
 
@@ -136,7 +136,10 @@ def test_clinical_table_and_sidecar_mistakes_are_named(small_cohort: Path, tmp_p
     status, err = _run(["predict", str(case), "--heatmap", str(tmp_path / "h.png")], capsys)
     assert status == 2 and "need --perfusion-model" in err
     status, err = _run(["segment", str(case), "--out", str(tmp_path / "labels")], capsys)
-    assert status == 2 and "no image file extension" in err
+    assert status == 2 and "no file extension" in err
+    (tmp_path / "a-file").write_text("not a folder")
+    status, err = _run(["segment", str(case), "--out", str(tmp_path / "a-file" / "seg.nii.gz")], capsys)
+    assert status == 2 and "cannot be written" in err
 
 
 def test_split_plans_are_checked_before_any_work() -> None:
