@@ -33,8 +33,9 @@ def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
         image = read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
-        raise InputError(path, f"cannot be read as an image ({reason})",
-                         f"Use NIfTI, NRRD, MHA or a DICOM series folder ({', '.join(IMAGE_SUFFIXES)})") from error
+        fix = ("The file is damaged or not what its name says: export or copy it again" if has_image_suffix(path) else
+               f"Use NIfTI, NRRD, MHA or a DICOM series folder ({', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(path, f"cannot be read as an image ({reason})", fix) from error
     check_image(image, path, dimension)
     check_nifti_nans(image, path)
     return image

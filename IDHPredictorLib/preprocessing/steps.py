@@ -69,8 +69,9 @@ def zscore_array(volume: np.ndarray, inside: np.ndarray, source: object = None) 
     ``source`` (a path or name) is what an error message names."""
     if inside.sum() < 2:
         raise InputError(source, "brain mask is empty, cannot z-score", "Check that the image is skull-stripped, not blank")
-    values = volume[inside]
-    sd = values.std()
-    if sd == 0:
-        raise InputError(source, "image is constant inside the brain", "Check the image export")
-    return np.where(inside, (volume - values.mean()) / sd, 0.0).astype(np.float32)
+    values = volume[inside].astype(np.float64)  # float64: intensities scaled by 1e30 must not overflow
+    mean, sd = values.mean(), values.std()
+    if not np.isfinite(sd) or sd == 0:
+        raise InputError(source, "image is constant inside the brain" if sd == 0 else "intensities overflow",
+                         "Check the image export")
+    return np.where(inside, (volume - mean) / sd, 0.0).astype(np.float32)

@@ -42,7 +42,7 @@ def check_intensities(report: QualityReport, data: NetworkInput, modalities: tup
     quantiles = intensity_quantiles(data)
     for modality, row in zip(modalities, quantiles):
         distance = float(np.max(np.abs(row - np.asarray(statistics["modalities"][modality]))))
-        if distance > INTENSITY_FAIL:
+        if not np.isfinite(distance) or distance > INTENSITY_FAIL:
             verdict, note = "fail", ("far from anything the model was trained on: a wrong series (e.g. T2 given as "
                                      "FLAIR), negated or corrupt intensities")
         elif distance > INTENSITY_WARN:

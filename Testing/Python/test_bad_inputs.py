@@ -182,3 +182,20 @@ def test_every_option_named_in_a_message_exists() -> None:
     assert suggested, "no message names an option: the scan is broken"
     unknown = {option: where for option, where in suggested.items() if option not in options}
     assert not unknown, f"messages suggest options no command has: {unknown}"
+
+
+def test_intensities_scaled_by_1e30_give_the_clean_answer(small_cohort: Path) -> None:
+    from dataclasses import replace
+
+    from IDHPredictorLib.io.case import read_case
+    from IDHPredictorLib.preprocessing.prepare import prepare_case
+    from IDHPredictorLib.segmentation.inference import segment_prepared
+    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model
+
+    model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
+    case = read_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], ("flair", "t1ce"), dsc=False)
+    clean = segment_prepared(model, prepare_case(case)).labels
+    scaled = replace(case, images={**case.images, "flair": sitk.Cast(case.images["flair"] * 1e30, sitk.sitkFloat32)})
+    result = segment_prepared(model, prepare_case(scaled))
+    assert result.quality.verdict != "fail"
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(result.labels), sitk.GetArrayFromImage(clean))
