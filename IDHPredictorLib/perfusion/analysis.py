@@ -15,7 +15,7 @@ from ..io.case import REFERENCE_ORDER, Case, find_case_files, read_case
 from ..io.dsc import DscSeries
 from ..preprocessing import register_rigid
 from .aif import ArterialInput, automatic_aif, manual_aif
-from .kinetics import blood_volume, bolus_arrival, delta_r2, leakage_correction
+from .kinetics import blood_volume, bolus_arrival, check_bolus_position, delta_r2, leakage_correction
 from .regions import DscRegions, contralateral_white_matter, subregion_masks, to_dsc_space
 
 TUMOUR_STATISTICS_REGION = ("nonenhancing", "enhancing")  # solid tumour: the rCBV hot spot lives there
@@ -82,7 +82,9 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
         raise InputError(dsc.source, "the tumour does not overlap the DSC field of view",
                          "Check that the DSC series and the structural images belong together")
     times = dsc.times_s
-    arrival = bolus_arrival(signal[:, brain_dsc].mean(axis=1), dsc.source)
+    brain_curve = signal[:, brain_dsc].mean(axis=1)
+    check_bolus_position(brain_curve, dsc.source)
+    arrival = bolus_arrival(brain_curve, dsc.source)
     dr2 = np.zeros(signal.shape, np.float32)
     dr2[:, brain_dsc] = delta_r2(signal[:, brain_dsc].T, arrival, dsc.echo_time_s).T
     normal = brain_dsc & ~subregions["whole"]

@@ -199,3 +199,20 @@ def test_intensities_scaled_by_1e30_give_the_clean_answer(small_cohort: Path) ->
     result = segment_prepared(model, prepare_case(scaled))
     assert result.quality.verdict != "fail"
     np.testing.assert_array_equal(sitk.GetArrayFromImage(result.labels), sitk.GetArrayFromImage(clean))
+
+
+def test_dsc_series_with_reversed_frames_is_refused(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
+    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    shutil.copy(source / f"{source.name}_dsc.json", case)
+    model = Path(__file__).resolve().parents[2] / "Resources" / "models" / "perfusion-lstm"
+    assert main(["predict", str(case), "--skip-dlr", "--perfusion-model", str(model)]) == 0  # in order: analysed
+    capsys.readouterr()
+    dsc_path = case / f"{case.name}_dsc.nii.gz"
+    dsc = sitk.ReadImage(str(dsc_path))
+    frames = sitk.GetArrayFromImage(dsc)  # (t, z, y, x)
+    reversed_series = sitk.GetImageFromArray(np.ascontiguousarray(frames[::-1]), isVector=False)
+    reversed_series.CopyInformation(dsc)
+    sitk.WriteImage(reversed_series, str(dsc_path))
+    status, err = _run(["predict", str(case), "--skip-dlr", "--perfusion-model", str(model)], capsys)
+    assert status == 2 and "frames look reversed" in err
