@@ -91,7 +91,7 @@ def simulate_patient(options: PhantomOptions, index: int, traits: PatientTraits)
     tumour = make_tumour(rng, anatomy, traits)
     fractions = tissue_fractions(anatomy, tumour)
     relaxation = patient_relaxation(rng, traits)
-    post_contrast = with_gadolinium(relaxation, rng.uniform(0.05, 0.11))  # mmol/L, see tissue.py
+    post_contrast = with_gadolinium(relaxation, rng.uniform(0.08, 0.18))
     images = {}
     for modality in MODALITIES:
         values = post_contrast if modality == "t1ce" else relaxation

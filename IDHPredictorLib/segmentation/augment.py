@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 TISSUE_CLASSES = 8  # 0 outside brain, 1-3 tumour classes, 4-6 background intensity terciles, 7 spare
-CLASS_SHIFT_SD = torch.tensor([0.3, 0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.3])  # per tissue class, in brain sd
 BRAIN_MEAN_Z = 3.0  # raw brain mean / sd, to apply multiplicative (bias) effects to z-scores
 
 
@@ -33,9 +32,7 @@ def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Gene
         return low + (high - low) * torch.rand(*shape, generator=generator)
 
     # 1. per-tissue-class intensity shift (SynthSeg's random class means, kept near the truth)
-    # tumour classes (1-3) get a wider spread (0.5 sd): real core / enhancing contrast varies more
-    # between patients than the simulator's, so the network must not rely on exact tumour contrast
-    shifts = normal(n, channels, TISSUE_CLASSES) * CLASS_SHIFT_SD
+    shifts = normal(n, channels, TISSUE_CLASSES, sd=0.3)
     x = patches + torch.gather(shifts, 2, tissue.reshape(n, 1, -1).expand(-1, channels, -1).long()).reshape_as(patches)
     # 2. global contrast, offset and gamma (sign-preserving power on z-scores)
     x = x * uniform(0.8, 1.25, n, channels, 1, 1) + normal(n, channels, 1, 1, sd=0.2)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..io.case import Case
 from ..preprocessing.prepare import PreparedCase
 from ..quality import QualityReport
-from .checks import check_intensities, check_tumour
+from .checks import check_flair_t1ce_order, check_intensities, check_tumour
 from .data import NetworkInput, axial_case, network_input, pad_for_patches
 from .model_bundle import SegmentationModel
 from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
@@ -123,6 +123,8 @@ def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postproce
     check_intensities(quality, data, model.modalities, model.record.get("input_statistics"))
     quality.raise_if_failed(case.folder)
     labels = _labels_on_grid(model.network, data, axial.reference, case.reference, postprocessing, progress)
+    check_flair_t1ce_order(quality, data, model.modalities,
+                           sitk.GetArrayFromImage(sitk.DICOMOrient(labels, "LPS"))[data.box])
     voxel_ml = float(np.prod(case.reference.GetSpacing())) / 1000.0
     check_tumour(quality, sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(case.brain) > 0
                  if case.brain is not None else data.brain, voxel_ml)
