@@ -119,3 +119,14 @@ def test_raw_case_with_skull_to_tumour_mask(realdata: Path, model) -> None:
 def _centre_of_mass_mm(mask: np.ndarray, image: sitk.Image) -> np.ndarray:
     index = np.argwhere(mask).mean(axis=0)[::-1]
     return np.asarray(image.TransformContinuousIndexToPhysicalPoint([float(i) for i in index]))
+
+
+def test_swapped_flair_and_t1ce_are_refused(realdata: Path, model) -> None:
+    """On TCGA-FG-6692 the swap is refused (on TCGA-DU-7294 and BRATS2013-6 it only warns: the
+    check is a heuristic, see segmentation/checks.py)."""
+    from IDHPredictorLib.errors import InputError
+
+    case = read_case(_real(realdata, "TCGA-FG-6692"), MODALITIES, labels=False, dsc=False)
+    swapped = replace(case, images={"flair": case.images["t1ce"], "t1ce": case.images["flair"]})
+    with pytest.raises(InputError, match="look swapped"):
+        segment_prepared(model, prepare_case(swapped))
