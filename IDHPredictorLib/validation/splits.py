@@ -43,7 +43,9 @@ def repeated_kfold(y: Sequence[int], folds: int = 5, repeats: int = 1, seed: int
 def check_split_plan(y: Sequence[int], source: object, folds: int | None = None, test_fraction: float | None = None) -> None:
     """Refuse, before any work, a cohort that the requested splits cannot serve: one class only,
     fewer than 2 folds, a test fraction outside (0, 1), a test split without both genotypes, or
-    folds with fewer patients of a class than there are folds."""
+    fewer than 2 patients of a genotype left for the folds (then some training fold would lack it;
+    fewer than ``folds`` is allowed: stratified folds then leave that class out of some test folds
+    only, and the pooled out-of-fold scores still cover every patient)."""
     from ..errors import InputError
 
     y = np.asarray(y, int)
@@ -62,9 +64,12 @@ def check_split_plan(y: Sequence[int], source: object, folds: int | None = None,
             raise InputError(source, f"a test split of {test_size} of {len(y)} patients cannot hold both genotypes "
                              f"({counts})", "Raise --test-fraction, or add patients")
         development = {k: v - max(1, round(v * test_size / len(y))) for k, v in counts.items()}
-    if folds is not None and min(development.values()) < folds:
-        raise InputError(source, f"{folds} folds need at least {folds} patients of each genotype outside the test split, "
-                         f"the cohort has {development}", f"Use --folds {max(2, min(development.values()))} or add patients")
+    if folds is not None and min(development.values()) < 2:
+        raise InputError(source, f"cross-validation needs at least 2 patients of each genotype outside the test split, "
+                         f"the cohort has {development}", "Add patients of the rarer genotype, or lower --test-fraction")
+    if folds is not None and folds > max(development.values()):
+        raise InputError(source, f"{folds} stratified folds need at least {folds} patients of one genotype outside the "
+                         f"test split, the cohort has {development}", f"Use --folds {max(development.values())} or add patients")
 
 
 def test_split_size(patients: int, test_fraction: float) -> int:

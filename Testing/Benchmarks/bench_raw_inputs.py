@@ -8,6 +8,7 @@ bundle. Needs ../shared/realdata (real data never ships); prints a table and wri
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import platform
 import time
@@ -58,7 +59,8 @@ def main() -> None:
     timed_run(model, realdata / "TCGA-FG-6692")  # warm-up: imports, kernels, the skull stripper's first load below
     runs = {"raw (skull, 5.5 mm, 4 grids)": timed_run(model, raw),
             "BraTS-ready (same patient)": timed_run(model, realdata / "TCGA-FG-6692")}
-    results = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch threads", "runs": runs,
+    results = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch threads",
+               "date": dt.date.today().isoformat(), "runs": runs,
                "ratio_raw_to_ready": round(runs["raw (skull, 5.5 mm, 4 grids)"]["total_s"]
                                            / runs["BraTS-ready (same patient)"]["total_s"], 2)}
     print(f"raw scan to tumour mask, TCGA-FG-6692, FLAIR + T1c bundle ({results['machine']})")

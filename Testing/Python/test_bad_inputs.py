@@ -147,10 +147,11 @@ def test_split_plans_are_checked_before_any_work() -> None:
     from IDHPredictorLib.validation.splits import check_split_plan
 
     balanced = [1] * 5 + [0] * 5
-    check_split_plan(balanced, "clinical.csv", folds=4, test_fraction=0.1)  # test split 2, folds of 4 + 4: fine
+    check_split_plan(balanced, "clinical.csv", folds=4, test_fraction=0.1)  # test split 1 + 1, folds over 4 + 4: fine
     for y, folds, fraction, message in (([1] * 8, 5, None, "one genotype only"),
                                         (balanced, 1, None, "at least 2 folds"),
                                         (balanced, 5, 1.5, "not between 0 and 1"),
+                                        ([1] * 2 + [0] * 8, 5, 0.1, "at least 2 patients of each genotype"),
                                         (balanced, 5, 0.1, "Use --folds 4"),
                                         ([1] * 9 + [0], 2, 0.1, "cannot hold both genotypes")):
         with pytest.raises(InputError, match=message):
