@@ -41,9 +41,9 @@ def repeated_kfold(y: Sequence[int], folds: int = 5, repeats: int = 1, seed: int
 
 
 def check_split_plan(y: Sequence[int], source: object, folds: int | None = None, test_fraction: float | None = None) -> None:
-    """Refuse, before any work, a cohort that the requested splits cannot serve: one class only,
-    fewer than 2 folds, a test fraction outside (0, 1), a test split without both genotypes, or
-    fewer than 2 patients of a genotype left for the folds (then some training fold would lack it;
+    """Refuse, before any work, a cohort that the requested splits cannot serve: fewer than 2
+    patients of a genotype, fewer than 2 folds, a test fraction outside (0, 1), or fewer than 2
+    patients of a genotype left for the folds after the (stratified) test split (then some training fold would lack it;
     fewer than ``folds`` is allowed: stratified folds then leave that class out of some test folds
     only, and the pooled out-of-fold scores still cover every patient)."""
     from ..errors import InputError
@@ -53,6 +53,9 @@ def check_split_plan(y: Sequence[int], source: object, folds: int | None = None,
     fix = "Add patients of the missing genotype to clinical.csv and the cohort folder"
     if min(counts.values()) == 0:
         raise InputError(source, f"holds one genotype only ({counts})", fix)
+    if min(counts.values()) < 2:
+        raise InputError(source, f"holds a single patient of one genotype ({counts}): a training fold without them would "
+                         "hold one genotype only", fix)
     if folds is not None and folds < 2:
         raise InputError(source, f"--folds {folds}: cross-validation needs at least 2 folds", "Use --folds 2 or more (default 5)")
     development = counts
@@ -60,9 +63,6 @@ def check_split_plan(y: Sequence[int], source: object, folds: int | None = None,
         if not 0 < test_fraction < 1:
             raise InputError(source, f"--test-fraction {test_fraction} is not between 0 and 1", "Use e.g. --test-fraction 0.1")
         test_size = test_split_size(len(y), test_fraction)
-        if min(counts.values()) < 2:
-            raise InputError(source, f"a test split of {test_size} of {len(y)} patients cannot hold both genotypes "
-                             f"({counts})", "Raise --test-fraction, or add patients")
         development = {k: v - max(1, round(v * test_size / len(y))) for k, v in counts.items()}
     if folds is not None and min(development.values()) < 2:
         raise InputError(source, f"cross-validation needs at least 2 patients of each genotype outside the test split, "
