@@ -171,3 +171,21 @@ def test_missing_skull_stripper_names_the_extra(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(skull_strip, "_EXTRACTOR", None)
     with pytest.raises(InputError, match=r"idhpredictor\[skullstrip\]"):
         skull_strip.strip_skull(_case(small_cohort).images["t1ce"])
+
+
+def test_geometry_check_fires_on_thick_slices_and_broken_directions(small_cohort: Path) -> None:
+    from IDHPredictorLib.preprocessing.checks import check_geometry
+
+    image = _case(small_cohort).images["flair"]
+    verdicts = {}
+    for name, spacing, direction in (("as given", image.GetSpacing(), image.GetDirection()),
+                                     ("7 mm slices", (1.0, 1.0, 7.0), image.GetDirection()),
+                                     ("12 mm slices", (1.0, 1.0, 12.0), image.GetDirection()),
+                                     ("sheared", image.GetSpacing(), (1, 0, 0, 0.5, 1, 0, 0, 0, 1))):
+        changed = sitk.Image(image)
+        changed.SetSpacing(spacing)
+        changed.SetDirection(direction)
+        report = QualityReport()
+        check_geometry(report, changed, "flair")
+        verdicts[name] = report.verdict
+    assert verdicts == {"as given": "pass", "7 mm slices": "warn", "12 mm slices": "fail", "sheared": "fail"}
