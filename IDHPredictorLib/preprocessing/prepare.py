@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io.case import Case
+from ..io.case import REFERENCE_ORDER, Case
 from ..io.images import same_grid
 from ..quality import QualityReport
 from .brain import BrainDetection, InputKind, detect_brain, head_mask, voxel_volume_ml
@@ -64,8 +64,6 @@ class PreparedCase:
 
 
 def _reference_role(images: dict[str, sitk.Image]) -> str:
-    from ..io.case import REFERENCE_ORDER
-
     return next(m for m in REFERENCE_ORDER if m in images)
 
 

@@ -84,16 +84,22 @@ def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case
     """
     axial = axial_case(case, modalities)
     data = network_input(axial, modalities, with_labels=False)
-    return _labels_on_grid(model, data, axial.reference, case.reference, postprocessing, progress)
+    return _labels_on_grid(_box_labels(model, data, postprocessing, progress), data, axial.reference, case.reference)
 
 
-def _labels_on_grid(model: SegmentationCNN, data: NetworkInput, axial_reference: sitk.Image, reference: sitk.Image,
-                    postprocessing: bool, progress: Callable[[int, int], None] | None) -> sitk.Image:
-    """Predict on ``data`` (built from the axial images) and return labels on ``reference``'s grid."""
+def _box_labels(model: SegmentationCNN, data: NetworkInput, postprocessing: bool,
+                progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """Labels of the brain box (axial LPS axes), post-processed and kept inside the brain."""
     box_labels = predict_labels(model, data.channels, data.brain, progress)
     if postprocessing and box_labels.any():
         box_labels = postprocess(box_labels)
         box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge
+    return box_labels
+
+
+def _labels_on_grid(box_labels: np.ndarray, data: NetworkInput, axial_reference: sitk.Image,
+                    reference: sitk.Image) -> sitk.Image:
+    """Brain-box labels placed in the full axial volume and returned on ``reference``'s grid."""
     labels = np.zeros(data.full_shape, np.uint8)
     labels[data.box] = box_labels
     image = sitk.GetImageFromArray(labels)
@@ -122,9 +128,9 @@ def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postproce
     quality = QualityReport(list(prepared.quality.checks))
     check_intensities(quality, data, model.modalities, model.record.get("input_statistics"))
     quality.raise_if_failed(case.folder)
-    labels = _labels_on_grid(model.network, data, axial.reference, case.reference, postprocessing, progress)
-    check_flair_t1ce_order(quality, data, model.modalities,
-                           sitk.GetArrayFromImage(sitk.DICOMOrient(labels, "LPS"))[data.box])
+    box_labels = _box_labels(model.network, data, postprocessing, progress)
+    labels = _labels_on_grid(box_labels, data, axial.reference, case.reference)
+    check_flair_t1ce_order(quality, data, model.modalities, box_labels)
     voxel_ml = float(np.prod(case.reference.GetSpacing())) / 1000.0
     check_tumour(quality, sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(case.brain) > 0
                  if case.brain is not None else data.brain, voxel_ml)
