@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..io.case import REFERENCE_ORDER, Case, find_case_files, read_case
 from ..io.dsc import DscSeries
 from ..preprocessing import register_rigid
+from ..preprocessing.brain import InputKind, detect_brain
 from .aif import ArterialInput, automatic_aif, manual_aif
 from .kinetics import blood_volume, bolus_arrival, check_bolus_position, delta_r2, leakage_correction
 from .regions import DscRegions, contralateral_white_matter, subregion_masks, to_dsc_space
@@ -60,6 +61,18 @@ def dsc_to_structural(dsc: DscSeries, structural: sitk.Image) -> sitk.Transform:
     return register_rigid(baseline, structural)
 
 
+def structural_brain_mask(structural: sitk.Image) -> sitk.Image:
+    """The brain of a skull-stripped structural image (zero or constant background, or a mask);
+    a raw scan with skull is refused: its "brain" would hold scalp and skull."""
+    detection = detect_brain(structural)
+    if detection.kind is InputKind.WITH_SKULL:
+        raise InputError(None, "the structural image still has skull and scalp, so the DSC brain mask would be wrong",
+                         "Run idh-predictor preprocess on the case first and use its output folder")
+    mask = sitk.GetImageFromArray(detection.foreground.astype(np.uint8))
+    mask.CopyInformation(structural)
+    return mask
+
+
 def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxels: np.ndarray | None = None,
                 reference_mask: np.ndarray | None = None, register: bool = False) -> PerfusionAnalysis:
     """Analyse ``dsc`` with the structural ``labels`` (BraTS 1/2/4) and ``brain`` (a skull-stripped
@@ -76,7 +89,7 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
     geometry = dsc.frame_geometry()
     signal = dsc.frames.astype(np.float32)
     transform = dsc_to_structural(dsc, brain) if register else None
-    brain_dsc = to_dsc_space(sitk.Cast(brain > 0, sitk.sitkUInt8), geometry, transform) & (signal[1:4].mean(axis=0) > 0)
+    brain_dsc = to_dsc_space(structural_brain_mask(brain), geometry, transform) & (signal[1:4].mean(axis=0) > 0)
     subregions = subregion_masks(labels, geometry, transform)
     if not subregions["whole"].any():
         raise InputError(dsc.source, "the tumour does not overlap the DSC field of view",
