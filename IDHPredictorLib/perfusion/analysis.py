@@ -55,10 +55,15 @@ def read_perfusion_case(folder: str | Path) -> Case:
 
 def dsc_to_structural(dsc: DscSeries, structural: sitk.Image) -> sitk.Transform:
     """Rigid transform (DSC points -> structural points) registering the DSC series' early,
-    pre-bolus mean (frames 1-3) to a structural image (T2 or T1c), Mattes mutual information."""
+    pre-bolus mean (frames 1-3) to a structural image (T2 or T1c), Mattes mutual information.
+
+    A DSC volume is small and coarse (about 30 slices of 5 mm): shrinking it 4-fold leaves too few
+    slices to register on, and 5 % sampling too few voxels; two levels and 20 % sampling bring the
+    error on the phantom from up to 1.3 mm to under 0.4 mm (6 patients, 12 known shifts).
+    """
     baseline = sitk.GetImageFromArray(dsc.frames[1:4].astype(np.float32).mean(axis=0))
     baseline.CopyInformation(dsc.frame_geometry())
-    return register_rigid(baseline, structural)
+    return register_rigid(baseline, structural, sampling=0.2, pyramid=((2, 2.0), (1, 0.0)))
 
 
 def structural_brain_mask(structural: sitk.Image) -> sitk.Image:

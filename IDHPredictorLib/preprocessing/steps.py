@@ -32,12 +32,14 @@ def n4_bias_correction(image: sitk.Image, mask: sitk.Image | None = None, shrink
     return sitk.Mask(corrected, mask)
 
 
-def register_rigid(fixed: sitk.Image, moving: sitk.Image, sampling: float = 0.05, seed: int = 0) -> sitk.Transform:
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, sampling: float = 0.05, seed: int = 0,
+                   pyramid: tuple[tuple[int, float], ...] = ((4, 2.0), (2, 1.0), (1, 0.0))) -> sitk.Transform:
     """Rigid (6-parameter) transform taking ``fixed`` points into ``moving`` space.
 
     Mattes mutual information (works across contrasts), centred-geometry initialisation,
-    three-level pyramid, regular step gradient descent; a fixed sampling seed and one thread
-    make it repeatable. Resample ``moving`` with the result to bring it onto ``fixed``.
+    a pyramid of (shrink factor, smoothing sigma in mm) levels, regular step gradient descent;
+    a fixed sampling seed and one thread make it repeatable. Resample ``moving`` with the result
+    to bring it onto ``fixed``.
     """
     fixed32, moving32 = sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32)
     initial = sitk.CenteredTransformInitializer(fixed32, moving32, sitk.Euler3DTransform(),
@@ -50,8 +52,8 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, sampling: float = 0.05
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=200,
                                                     relaxationFactor=0.5)
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    method.SetShrinkFactorsPerLevel([shrink for shrink, _ in pyramid])
+    method.SetSmoothingSigmasPerLevel([sigma for _, sigma in pyramid])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(initial, inPlace=False)
     method.SetNumberOfThreads(1)  # ITK's threaded metric sums in a varying order: one thread makes the seed enough
