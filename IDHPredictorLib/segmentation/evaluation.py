@@ -52,7 +52,8 @@ def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | P
     summary JSON to ``out_dir``; optionally record the summary in the bundle's model.json.
 
     ``cohort_dir`` may be a phantom cohort or any folder of BraTS-layout case folders (such as
-    ../shared/realdata); clinical.csv is not needed.
+    ../shared/realdata); clinical.csv is not needed. A case the quality control refuses counts as
+    an empty mask, and its row says why.
     """
     from ..bundle import update_bundle_metrics
     from ..io.atomic import atomic_path
@@ -70,11 +71,17 @@ def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | P
         prepared = prepare_case_folder(folder, model.modalities)
         if prepared.case.labels is None:
             continue
-        result = segment_prepared(model, prepared)
-        metrics = region_metrics(sitk.GetArrayFromImage(result.prepared_labels), sitk.GetArrayFromImage(prepared.case.labels))
+        reference = sitk.GetArrayFromImage(prepared.case.labels)
+        try:
+            result = segment_prepared(model, prepared)
+            predicted, quality = sitk.GetArrayFromImage(result.prepared_labels), "; ".join(
+                c.line() for c in result.quality.problems()) or "pass"
+        except InputError as refusal:  # a quality-control refusal is the model's answer: no mask, scored as empty
+            predicted, quality = np.zeros_like(reference), f"refused: {refusal}"
+        metrics = region_metrics(predicted, reference)
         rows.append({"case_id": prepared.case.case_id, "input": prepared.input_kind.value,
                      **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()},
-                     "quality": "; ".join(c.line() for c in result.quality.problems()) or "pass"})
+                     "quality": quality})
     if not rows:
         raise InputError(cohort_dir, "has no case with a label map", "Evaluation needs <id>_seg label maps")
     summary = {"cohort": str(cohort_dir), "cases": len(rows), "model": str(bundle),

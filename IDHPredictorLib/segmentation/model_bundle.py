@@ -16,7 +16,7 @@ KIND = "segmentation"
 WEIGHTS = "weights.pt"
 DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "models"
 # Bundles shipped under Resources/models, in order of preference (the paper's multi-modal pair first).
-# segmentation-all is --model only: it finds no tumour on the real cases (see its model.json).
+# The four-modality bundle was withdrawn: it found no tumour on the real cases (Resources/models/README.md).
 DEFAULT_BUNDLES = ("segmentation-flair-t1ce", "segmentation-flair")
 
 

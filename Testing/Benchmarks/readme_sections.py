@@ -40,18 +40,21 @@ def results_section(demo: dict) -> str:
              "* Segmentation Dice (shipped FLAIR+T1c CNN, full-size): " + ", ".join(
                  f"{region.replace('_', ' ')} {v['mean']:.3f}" for region, v in seg["dice"].items()) + ".",
              "", "| Model | Validation (patients) | AUC (95% CI) |", "|---|---|---|"]
-    for key in ("dlr_main", "dlr_temporal", "dlr_layers", "dlr_permuted"):
+    for key in ("dlr_main", "dlr_temporal", "dlr_layers"):
         for result in demo["dlr"].get(key, []):
-            suffix = " (labels permuted)" if key == "dlr_permuted" else ""
-            lines.append(f"| {result['name']}{suffix} | {result['section']} ({result['n_patients']}) | {_auc(result)} |")
+            lines.append(f"| {result['name']} | {result['section']} ({result['n_patients']}) | {_auc(result)} |")
     for result in demo["perfusion"]["results"]:
         lines.append(f"| {result['name']} | perfusion, {result['section']} ({result['n_patients']}) | {_auc(result)} |")
     for result in demo["perfusion_permuted"]["results"]:
         if result["name"] == "Attention-LSTM" and result["validation"] == "cv":
             lines.append(f"| Attention-LSTM (labels permuted) | perfusion, {result['section']} ({result['n_patients']}) | "
                          f"{_auc(result)} |")
+    permutation = demo["dlr"]["dlr_main"][0]["permutation_test"]
+    lines += ["", f"* DLR label-permutation test ({permutation['shuffles']} shuffles, {permutation['folds']}-fold CV): "
+              f"AUC {permutation['observed_auc']:.3f} with the true labels, {permutation['null_mean']:.3f} +- "
+              f"{permutation['null_sd']:.3f} under shuffled labels, p = {permutation['p_value']:.3f}."]
     new = demo["new_patient"]
-    lines += ["", f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
+    lines += [f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
               f"{new['dlr']['idh_mutant_probability']:.2f}, perfusion p(mutant) = {new['perfusion']['idh_mutant_probability']:.2f}, "
               f"pattern {new['perfusion']['temporal_pattern']}.",
               "* Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if k != "total") + "."]
@@ -91,7 +94,7 @@ def performance_section(results: Path = RESULTS) -> str:
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in raw_run["steps_s"].items())
         lines.append(f"| Raw scans to tumour mask, real TCGA-FG-6692 {raw_name} (bench_raw_inputs.py, {raw['date']}) | "
                      f"{raw_run['total_s']:.0f} s ({steps}) | {ready_name} {ready_run['total_s']:.0f} s |")
-    for name in ("segmentation-flair-t1ce", "segmentation-flair", "segmentation-all"):
+    for name in ("segmentation-flair-t1ce", "segmentation-flair"):
         seconds = _training_seconds(ROOT / "Resources" / "models" / name)
         if seconds is not None:
             lines.append(f"| Training {name} (recorded in its model.json) | {seconds / 60:.0f} min | |")
