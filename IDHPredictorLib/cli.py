@@ -202,15 +202,20 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
 
 
 def auc_text(metrics: dict) -> str:
-    """``0.912 (95% CI 0.861-0.955)`` or ``n/a``."""
+    """``0.912 (95% CI 0.861-0.955)``, ``0.900 (no interval: ...)`` or ``n/a``."""
     auc = metrics["auc"]
-    return "n/a" if auc["value"] is None else f"{auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+    if auc["value"] is None:
+        return "n/a"
+    if auc["ci_low"] is None:
+        return f"{auc['value']:.3f} ({auc.get('ci_note') or 'no interval'})"
+    return f"{auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
 
 
 def _dlr(args: argparse.Namespace) -> None:
     import datetime as dt
 
     from .dlr.evaluate import DlrSettings, evaluate_dlr
+    from .dlr.permutation import permutation_text
 
     settings = DlrSettings(
         model=Path(args.model) if args.model else DlrSettings.model,
@@ -219,12 +224,14 @@ def _dlr(args: argparse.Namespace) -> None:
         layer=args.layer, validation=args.validation, split_date=dt.date.fromisoformat(args.split_date),
         folds=args.folds, repeats=args.repeats, k=args.k if args.k == "auto" else int(args.k), components=args.components,
         radiomics=not args.no_radiomics, compare_layers=args.compare_layers, permute_labels=args.permute_labels,
-        seed=args.seed, cache_dir=Path(args.cache) if args.cache else None, workers=args.workers)
+        permutation_shuffles=args.permutation_test, seed=args.seed, cache_dir=Path(args.cache) if args.cache else None, workers=args.workers)
     started = time.perf_counter()
     results = evaluate_dlr(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
                            Path(args.save_model) if args.save_model else None)
     for result in results:
         print(f"{result.name:45s} AUC {auc_text(result.metrics)}")
+        if "permutation_test" in result.extra:
+            print(f"  {permutation_text(result.extra['permutation_test'])}")
     print(f"report: {Path(args.out) / 'report.json'}, {Path(args.out) / 'table.md'}, {Path(args.out) / 'roc.png'} "
           f"({time.perf_counter() - started:.0f} s)")
     if args.save_model:
@@ -233,6 +240,7 @@ def _dlr(args: argparse.Namespace) -> None:
 
 def _perfusion(args: argparse.Namespace) -> None:
     from .perfusion.evaluate import PerfusionSettings, evaluate_perfusion
+    from .perfusion.patterns import pattern_test_text
     from .perfusion.training import LstmTraining
 
     settings = PerfusionSettings(folds=args.folds, test_fraction=args.test_fraction, permute_labels=args.permute_labels,
@@ -244,7 +252,8 @@ def _perfusion(args: argparse.Namespace) -> None:
         print(f"{result.section:28s} {result.name:45s} AUC {auc_text(result.metrics)}")
     for name, test in summary["delong"].items():
         print(f"DeLong LSTM vs {name}: difference {test['difference']:+.3f}, p = {test['p_value']:.3g}")
-    print(f"temporal patterns by genotype: chi-square p = {summary['patterns']['p_value']}")
+    for ranking, key in (("mean", "patterns"), ("summed", "patterns_by_summed_attention")):
+        print(f"temporal patterns by genotype ({ranking} attention per segment): {pattern_test_text(summary[key])}")
     print(f"report: {Path(args.out)} ({time.perf_counter() - started:.0f} s)")
 
 
@@ -388,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlr.add_argument("--components", type=int, default=64, help="Gaussian components of the Fisher vector GMM")
     dlr.add_argument("--no-radiomics", action="store_true", help="skip the pyradiomics baseline")
     dlr.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
+    dlr.add_argument("--permutation-test", type=int, default=0, metavar="SHUFFLES",
+                     help="also run a label-permutation test of the main DLR model with this many shuffles "
+                          "(20 or more; --folds-fold CV, reusing each fold's Fisher vectors)")
     dlr.add_argument("--save-model", help="also fit on the whole cohort and write a DLR bundle here")
     dlr.add_argument("--cache", help="descriptor cache folder (default: COHORT/.idhpredictor-cache)")
     dlr.add_argument("--seed", type=int, default=0)

@@ -1,5 +1,6 @@
-"""On-disk cache of deep descriptors, keyed by model weights + sampling options and by each case's
-input files, so that re-running an evaluation does not re-run the CNN."""
+"""On-disk cache of deep descriptors, keyed by model weights + sampling options, by the version of
+the code that computes them and by each case's input files, so that re-running an evaluation
+does not re-run the CNN and a change to the extraction code never serves stale descriptors."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.case import read_case
+from ..segmentation import data as network_data
+from ..segmentation import network as network_code
 from ..segmentation.model_bundle import WEIGHTS, SegmentationModel
+from . import descriptors as descriptor_code
 from .descriptors import DescriptorOptions, deep_descriptors
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,19 @@ def model_key(model: SegmentationModel, model_folder: Path, options: DescriptorO
     return digest.hexdigest()[:20]
 
 
+def code_version(*modules: ModuleType) -> str:
+    """Hash of the source files of ``modules``: any edit to the code that computes what is cached
+    moves the cache to a new folder."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# The code whose output the deep-descriptor cache holds: sampling, network input, network.
+DESCRIPTOR_CODE = (descriptor_code, network_data, network_code)
+
+
 def files_fingerprint(paths: Sequence[Path]) -> str:
     """Name, size and modification time of each input file (or DICOM folder): changes on any edit."""
     parts = []
@@ -37,10 +55,11 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
 
 
 class DescriptorCache:
-    """``<folder>/<model key>/<case id>.npz`` holding one array per layer and the inputs' fingerprint."""
+    """``<folder>/<key>-code<code version>/<case id>.npz`` holding one array per layer and the
+    inputs' fingerprint."""
 
-    def __init__(self, folder: str | Path, key: str) -> None:
-        self.folder = Path(folder) / key
+    def __init__(self, folder: str | Path, key: str, code: str) -> None:
+        self.folder = Path(folder) / f"{key}-code{code}"
 
     def load(self, case_id: str, fingerprint: str, layers: Sequence[str]) -> dict[str, np.ndarray] | None:
         """The cached descriptors of ``layers``, or None when absent or made from other inputs."""
@@ -83,7 +102,7 @@ def cohort_descriptors(model: SegmentationModel, model_folder: Path, case_dirs: 
                        layers: Sequence[str], options: DescriptorOptions, cache_dir: Path | None,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, list[np.ndarray]]:
     """Descriptors of every case, per layer, in ``case_dirs`` order."""
-    cache = DescriptorCache(cache_dir, model_key(model, model_folder, options)) if cache_dir else None
+    cache = DescriptorCache(cache_dir, model_key(model, model_folder, options), code_version(*DESCRIPTOR_CODE)) if cache_dir else None
     result: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     for done, case_dir in enumerate(case_dirs):
         for layer, descriptors in case_descriptors(model, model_folder, case_dir, layers, options, cache).items():

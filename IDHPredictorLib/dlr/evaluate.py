@@ -46,6 +46,7 @@ class DlrSettings:
     radiomics: bool = True
     compare_layers: bool = False
     permute_labels: bool = False
+    permutation_shuffles: int = 0
     seed: int = 0
     cache_dir: Path | None = None
     workers: int = 1
@@ -91,7 +92,11 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
     cases = read_cohort(cohort_dir)
     folders = [c.folder for c in cases]
     y = np.array([c.idh_mutant for c in cases], dtype=int)
-    check_split_plan(y, Path(cohort_dir) / "clinical.csv", settings.folds if settings.validation == "kfold" else None)
+    if settings.permutation_shuffles < 0:
+        raise InputError(None, f"--permutation-test {settings.permutation_shuffles}: the number of shuffles cannot be negative",
+                         "Give 20 or more shuffles, or leave the option out")
+    uses_folds = settings.validation == "kfold" or settings.permutation_shuffles > 0
+    check_split_plan(y, Path(cohort_dir) / "clinical.csv", settings.folds if uses_folds else None)
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
     try:
@@ -118,6 +123,12 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
                                layer=layer, modalities=list(model.modalities)))
         if layer == settings.layer:
             multi_scores, multi_result = scores, results[-1]
+    if settings.permutation_shuffles:
+        from .permutation import permutation_test
+
+        multi_result.extra["permutation_test"] = permutation_test(
+            descriptors[settings.layer], y, settings.permutation_shuffles, settings.folds, settings.k, settings.components,
+            settings.seed, stage(f"permutation test ({settings.permutation_shuffles} shuffles, {settings.folds}-fold)"))
     if settings.single_modality_model is not None:
         single = load_model(settings.single_modality_model)
         single_descriptors = cohort_descriptors(single, settings.single_modality_model, folders, (settings.layer,),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.case import find_case_files, read_case
-from .cache import DescriptorCache, files_fingerprint
+from .cache import DescriptorCache, code_version, files_fingerprint
 from .descriptors import tumour_mask
 
 # Intensities are z-scored by pyradiomics (normalize, scale 100) so that one bin width suits all
@@ -68,7 +69,7 @@ def _cached_case(args: tuple[Path, str, Path | None, str]) -> tuple[list[str], n
     case_dir, modality, cache_dir, key = args
     case_id, files = find_case_files(case_dir)
     fingerprint = files_fingerprint([files[role] for role in (modality, "seg") if role in files])
-    cache = DescriptorCache(cache_dir, f"{key}-{modality}") if cache_dir else None
+    cache = DescriptorCache(cache_dir, f"{key}-{modality}", code_version(sys.modules[__name__])) if cache_dir else None
     if cache is not None:
         stored = cache.load(case_id, fingerprint, ("names", "values"))
         if stored is not None:

@@ -1,1 +1,1 @@
-"""DSC perfusion (Choi et al. 2021): kinetics, AIF, rCBV, signal-time curves, attention-LSTM."""
+"""DSC perfusion (Choi et al. 2019): kinetics, AIF, rCBV, signal-time curves, attention-LSTM."""

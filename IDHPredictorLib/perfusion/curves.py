@@ -1,4 +1,4 @@
-"""The attention-LSTM's input (Choi et al. 2021): mean T2*-weighted signal-time curves of the
+"""The attention-LSTM's input (Choi et al. 2019): mean T2*-weighted signal-time curves of the
 enhancing tumour, non-enhancing tumour, oedema and whole tumour, plus the AIF: 5 channels.
 
 Series differ in frame count, TR and bolus timing, so every curve is first resampled (linear

@@ -1,7 +1,12 @@
-"""Cohort evaluation of the perfusion model (Choi et al. 2021): a stratified held-out test split
+"""Cohort evaluation of the perfusion model (Choi et al. 2019): a stratified held-out test split
 and 5-fold cross-validation on the rest, patient-level throughout; logistic baselines (age +
 mean rCBV, age + enhancement) on the same splits, compared by DeLong's test; temporal patterns
-by genotype."""
+by genotype.
+
+Deviation: Choi et al. report the average of the five fold models' performances; we pool the
+out-of-fold predictions of the five models and compute each metric once over all development
+patients, which gives one ROC curve, one bootstrap interval and a DeLong test on the same
+patients (averaging per-fold AUCs of ~8 patients each would be noisier and has no DeLong test)."""
 
 from __future__ import annotations
 
@@ -119,11 +124,12 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
             results.append(EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics))
     comparisons = {name: delong_test(y[development], oof["LSTM"][development], oof[name][development]) for name in baselines}
 
-    patterns = []
+    patterns, summed_patterns = [], []
     for curves, weights in zip(cohort.curves, attention):
-        full = full_curve_attention(weights)
-        patterns.append(temporal_pattern(full, curve_segments(curves.curves[WHOLE_CHANNEL], curves.grid_s))[0])
-    table = pattern_table(patterns, y)
+        full, segments = full_curve_attention(weights), curve_segments(curves.curves[WHOLE_CHANNEL], curves.grid_s)
+        patterns.append(temporal_pattern(full, segments, rank_by="mean")[0])
+        summed_patterns.append(temporal_pattern(full, segments, rank_by="sum")[0])
+    table = pattern_table(patterns, y, settings.seed)
     out_dir = Path(out_dir)
     title = "IDH prediction from DSC perfusion" + (" (labels permuted: leakage check)" if settings.permute_labels else "")
     write_report(out_dir, results, title, {**settings.as_dict(), "cohort": str(cohort_dir), "patients": len(y),
@@ -135,6 +141,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
                               cohort.curves[example].grid_s, out_dir / f"attention-{genotype}.png",
                               f"{cases[example].case_id} ({genotype}): TP{patterns[example]}", cohort.curves[example].present)
     summary = {"delong": comparisons, "patterns": table,
+               "patterns_by_summed_attention": pattern_table(summed_patterns, y, settings.seed),
                "rcbv": [{"case_id": c.case_id, **s} for c, s in zip(cases, cohort.statistics)],
                "patient_patterns": {c.case_id: p for c, p in zip(cases, patterns)}}
     with atomic_path(out_dir / "patterns.json") as tmp:

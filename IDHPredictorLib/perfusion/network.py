@@ -1,4 +1,4 @@
-"""Convolutional bidirectional LSTM with feed-forward attention (Choi et al. 2021, Eq. 1, Fig. 2).
+"""Convolutional bidirectional LSTM with feed-forward attention (Choi et al. 2019, Eq. 1, Fig. 2).
 
     x (N, 5, T) -> Conv1d(5->16, k=3, same) + ReLU -> (N, T, 16)
       -> BiLSTM(16 hidden per direction) -> h (N, T, 32)

@@ -1,4 +1,4 @@
-"""Interpretation of the attention (Choi et al. 2021, Fig. 4): attention on the full curve, the
+"""Interpretation of the attention (Choi et al. 2019, Fig. 4): attention on the full curve, the
 curve's four segments, temporal patterns TP1..TP6, their frequency by genotype, heat maps."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import chi2_contingency
+from scipy.stats import MonteCarloMethod, fisher_exact
 
 from ..io.atomic import atomic_path
 from ..plotting import plt
@@ -47,28 +47,50 @@ def curve_segments(curve: np.ndarray, grid_s: np.ndarray) -> np.ndarray:
     return segments
 
 
-def temporal_pattern(attention: np.ndarray, segments: np.ndarray) -> tuple[int, tuple[str, str]]:
-    """TP number and the two segments with the highest mean attention (segments absent from the
-    curve are never chosen)."""
-    means = np.array([attention[segments == s].mean() if np.any(segments == s) else -np.inf for s in range(4)])
-    top = sorted(np.argsort(-means)[:2])
+def temporal_pattern(attention: np.ndarray, segments: np.ndarray, rank_by: str = "mean") -> tuple[int, tuple[str, str]]:
+    """TP number and the two segments with the highest attention (segments absent from the curve
+    are never chosen). ``rank_by`` "mean" (attention per sample: independent of a segment's
+    length, but a 2-4-sample down- or upslope wins with one strong sample) or "sum" (the
+    segment's share of all attention: favours the long baseline and plateau). Choi et al. do not
+    say which; the evaluation reports both (README, "Temporal patterns")."""
+    if rank_by not in ("mean", "sum"):
+        raise ValueError(f"rank_by must be 'mean' or 'sum', not {rank_by!r}")
+    reduce = np.mean if rank_by == "mean" else np.sum
+    scores = np.array([reduce(attention[segments == s]) if np.any(segments == s) else -np.inf for s in range(4)])
+    top = sorted(np.argsort(-scores)[:2])
     pair = (SEGMENTS[top[0]], SEGMENTS[top[1]])
     return PATTERN_NUMBER[pair], pair
 
 
-def pattern_table(patterns: list[int], mutant: np.ndarray) -> dict[str, object]:
-    """Counts of TP1..TP6 by genotype and a chi-square test of independence (empty rows dropped)."""
+# Monte-Carlo tables for the exact test of tables larger than 2 x 2 (p resolution 1e-4)
+PATTERN_TEST_TABLES = 9999
+
+
+def pattern_table(patterns: list[int], mutant: np.ndarray, seed: int = 0) -> dict[str, object]:
+    """Counts of TP1..TP6 by genotype and Fisher's exact test of independence (empty rows
+    dropped): exact for a 2 x 2 table, Monte-Carlo over tables with the same margins otherwise.
+    Not a chi-square test: pattern tables have expected counts far below 5 (one pattern often
+    holds almost every patient), where the chi-square p-value is not valid."""
     mutant = np.asarray(mutant).astype(bool)
     counts = np.array([[sum(1 for p, m in zip(patterns, mutant) if p == number and m == flag) for flag in (True, False)]
                        for number in range(1, 7)])
     used = counts[counts.sum(axis=1) > 0]
-    if len(used) >= 2 and np.all(used.sum(axis=0) > 0):
-        chi2, p_value, dof, _ = chi2_contingency(used)
-        test = {"chi2": float(chi2), "dof": int(dof), "p_value": float(p_value)}
-    else:
-        test = {"chi2": None, "dof": None, "p_value": None}
+    test: dict[str, object] = {"test": None, "p_value": None}
+    if len(used) == 2 and np.all(used.sum(axis=0) > 0):
+        test = {"test": "Fisher's exact (2 x 2)", "p_value": float(fisher_exact(used).pvalue)}
+    elif len(used) > 2 and np.all(used.sum(axis=0) > 0):
+        method = MonteCarloMethod(n_resamples=PATTERN_TEST_TABLES, rng=np.random.default_rng(seed))
+        test = {"test": f"Fisher's exact, Monte-Carlo ({PATTERN_TEST_TABLES} tables)",
+                "p_value": float(fisher_exact(used, method=method).pvalue)}
     return {"counts": {f"TP{n}": {"mutant": int(c[0]), "wildtype": int(c[1])} for n, c in zip(range(1, 7), counts)},
             **test}
+
+
+def pattern_test_text(table: dict[str, object]) -> str:
+    """``Fisher's exact (2 x 2): p = 0.042`` or why there is no test."""
+    if table["p_value"] is None:
+        return "no test (a single pattern or a single genotype)"
+    return f"{table['test']}: p = {table['p_value']:.3g}"
 
 
 def attention_heatmap(curves: np.ndarray, attention: np.ndarray, grid_s: np.ndarray, path: Path, title: str,

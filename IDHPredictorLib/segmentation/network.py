@@ -40,7 +40,10 @@ class Architecture:
     in_channels: int
     fc_width: int = 512
     dropout: float = 0.5
-    leaky_slope: float = 0.333  # Pereira et al. 2016 used leaky ReLU with this slope
+    # Deviation: Li et al. 2017 write ReLU; we keep the leaky ReLU (slope 0.333) of Pereira et al.
+    # 2016, whose network theirs extends: with unpadded convolutions and few simulated training
+    # cases it trains more reliably (no dead units). 0 gives the paper's plain ReLU.
+    leaky_slope: float = 0.333
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

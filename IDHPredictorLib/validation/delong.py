@@ -17,7 +17,8 @@ def _placements(scores: np.ndarray, positive: np.ndarray) -> tuple[float, np.nda
 
 
 def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, float]:
-    """AUCs of two scores for the same patients, their difference, z and two-sided p-value."""
+    """AUCs of two scores for the same patients, their difference, the variance of the difference,
+    z and the two-sided p-value."""
     positive = np.asarray(y_true).astype(bool)
     if positive.all() or not positive.any():
         raise ValueError("DeLong's test needs both classes")
@@ -28,5 +29,5 @@ def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
     covariance = s10 / positive.sum() + s01 / (~positive).sum()
     variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
     z = (auc_a - auc_b) / np.sqrt(variance) if variance > 0 else 0.0
-    return {"auc_a": auc_a, "auc_b": auc_b, "difference": auc_a - auc_b, "z": float(z),
+    return {"auc_a": auc_a, "auc_b": auc_b, "difference": auc_a - auc_b, "variance": float(variance), "z": float(z),
             "p_value": float(2 * stats.norm.sf(abs(z)))}

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_curve
 
 from ..io.atomic import atomic_path
 from ..plotting import plt
-from .metrics import METRIC_KEYS
+from .metrics import METRIC_KEYS, MIN_CLASS_FOR_CI
 
 
 @dataclass
@@ -34,11 +34,12 @@ class EvaluationResult:
 
 
 def metric_cell(metric: dict[str, float | None]) -> str:
-    """``0.9560 (0.89-1.00)``: value with its bootstrap CI, ``n/a`` when undefined."""
+    """``0.9560 (0.89-1.00)``: value with its bootstrap CI; ``0.9560 (no CI)`` where too few
+    patients allow none (the table's footnote says why); ``n/a`` when undefined."""
     value, low, high = metric["value"], metric["ci_low"], metric["ci_high"]
     if value is None:
         return "n/a"
-    return f"{value:.4f}" if low is None else f"{value:.4f} ({low:.2f}-{high:.2f})"
+    return f"{value:.4f} (no CI)" if low is None else f"{value:.4f} ({low:.2f}-{high:.2f})"
 
 
 def markdown_table(results: list[EvaluationResult]) -> str:
@@ -51,7 +52,8 @@ def markdown_table(results: list[EvaluationResult]) -> str:
             section = result.section
             lines.append(f"| **{section}** |" + " |" * len(METRIC_KEYS))
         lines.append(f"| {result.name} | " + " | ".join(metric_cell(result.metrics[k]) for k in METRIC_KEYS) + " |")
-    return "\n".join(lines) + "\n\nValues with bootstrap 95% CI (1,000 resamples of patients).\n"
+    return "\n".join(lines) + ("\n\nValues with stratified bootstrap 95% CI (1,000 resamples of patients, each "
+                                f"class within itself); \"no CI\": fewer than {MIN_CLASS_FOR_CI} patients in a class.\n")
 
 
 def roc_figure(results: list[EvaluationResult], path: Path, title: str) -> None:

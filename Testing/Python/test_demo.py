@@ -68,8 +68,9 @@ def test_report_holds_the_runs_numbers_and_figures(demo: Path) -> None:
     assert [row[0] for row in dlr_rows] == [result["name"] for result in expected]
     for row, result in zip(dlr_rows, expected):
         assert row[1:] == [metric_cell(result["metrics"][key]) for key in ("auc", "acc", "sens", "spec", "ppv", "npv", "mcc")]
-    permuted = record["dlr"]["dlr_permuted"][0]["metrics"]["auc"]
-    assert tables["permutation"][1][1] == metric_cell(permuted)
+    permutation = record["dlr"]["dlr_main"][0]["permutation_test"]
+    assert tables["permutation"][1][1] == f"{permutation['observed_auc']:.3f}"
+    assert len(permutation["null_aucs"]) == 20 and tables["permutation"][1][3] == f"{permutation['p_value']:.3f}"
     stages = {row[0] for row in tables["timings"][1:]}
     assert {"phantom cohort (small)", "segmentation + Dice (full size)", "perfusion permuted labels", "total"} <= stages
     assert all(float(row[1]) >= 0 for row in tables["timings"][1:])

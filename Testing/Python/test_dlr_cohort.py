@@ -77,6 +77,9 @@ def test_descriptor_cache_is_reused_and_invalidated(small_cohort: Path, tmp_path
     os.utime(seg, ns=(seg.stat().st_atime_ns, seg.stat().st_mtime_ns + 10**9))  # an edited mask
     cohort_descriptors(load_model(folder), folder, cases, ("conv6",), OPTIONS, tmp_path / "cache")
     assert len(calls) == 3
+    monkeypatch.setattr(cache_module, "code_version", lambda *modules: "edited")  # the extraction code changed
+    cohort_descriptors(load_model(folder), folder, cases, ("conv6",), OPTIONS, tmp_path / "cache")
+    assert len(calls) == 5
 
 
 def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -91,7 +94,7 @@ def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: py
     assert names[0].startswith("DLR flair+t1ce") and names[1].startswith("Radiomics flair+t1ce")
     for result in report["results"]:
         assert set(result["metrics"]) == set(METRIC_KEYS) and result["n_patients"] == 6
-        assert set(result["metrics"]["auc"]) == {"value", "ci_low", "ci_high"}
+        assert set(result["metrics"]["auc"]) == {"value", "ci_low", "ci_high", "ci_note"}
     assert "| Methods | AUC | ACC | SENS | SPEC | PPV | NPV | MCC |" in (out / "table.md").read_text()
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()

@@ -151,6 +151,28 @@ def test_selectors_keep_informative_features_and_never_none() -> None:
     assert WelchTTestSelector().fit(constant, y).get_support().sum() == 1  # at least one feature survives
 
 
+@pytest.mark.parametrize("labels", [(1, 2), ("wildtype", "mutant"), (False, True)])
+def test_selectors_encode_any_two_labels_like_zero_and_one(labels: tuple) -> None:
+    rng = np.random.default_rng(5)
+    y01 = np.repeat([0, 1], 15)
+    X = rng.normal(size=(30, 20))
+    X[:, 3] += 1.5 * y01
+    y = np.array(labels)[y01]  # {1, 2} used to become all True under astype(bool)
+    assert np.allclose(f_scores(X, y), f_scores(X, y01))
+    assert np.array_equal(WelchTTestSelector().fit(X, y).p_values_, WelchTTestSelector().fit(X, y01).p_values_)
+    assert FScoreSelector(k=1).fit(X, y).get_support(indices=True).tolist() == [3]
+
+
+def test_selectors_refuse_targets_that_are_not_two_classes() -> None:
+    X = np.random.default_rng(6).normal(size=(30, 4))
+    with pytest.raises(ValueError, match="exactly two classes"):
+        WelchTTestSelector().fit(X, np.repeat([0, 1, 2], 10))
+    with pytest.raises(ValueError, match="exactly two classes"):
+        FScoreSelector().fit(X, np.ones(30))
+    with pytest.raises(ValueError, match="continuous|Unknown label type"):
+        f_scores(X, np.linspace(0, 1, 30))
+
+
 def test_selection_is_fitted_on_the_training_fold_only(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(4)
     n = 24
@@ -196,6 +218,21 @@ def test_dlr_pipeline_learns_a_signal_and_permuted_labels_give_chance() -> None:
     assert abs(np.mean(permuted_aucs) - 0.5) < 0.1
 
 
+def test_permutation_test_separates_a_signal_from_none() -> None:
+    from IDHPredictorLib.dlr.permutation import leakage_verdict, permutation_test
+
+    bags, y = _synthetic_descriptor_cohort(40, shift=1.0, seed=5)
+    signal = permutation_test(bags, y, shuffles=20, k=8, components=4)
+    assert signal["observed_auc"] > 0.9 and len(signal["null_aucs"]) == 20
+    assert signal["p_value"] == pytest.approx(1 / 21)  # no shuffle reaches the true AUC
+    assert abs(signal["null_mean"] - 0.5) < 0.12 and leakage_verdict(signal)
+    noise, y_noise = _synthetic_descriptor_cohort(40, shift=0.0, seed=6)
+    chance = permutation_test(noise, y_noise, shuffles=20, k=8, components=4)
+    assert chance["p_value"] > 0.05 and leakage_verdict(chance)
+    # a pipeline that leaks: the null AUCs stay high, and the verdict says so
+    assert not leakage_verdict({**chance, "null_mean": 0.8, "null_sd": 0.05})
+
+
 def test_metrics_against_a_hand_computed_confusion_matrix() -> None:
     y = np.array([1, 1, 1, 0, 0])
     scores = np.array([2.0, 1.0, -1.0, -2.0, 0.5])  # calls: TP, TP, FN, TN, FP
@@ -205,15 +242,39 @@ def test_metrics_against_a_hand_computed_confusion_matrix() -> None:
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value), key
     with_ci = metrics_with_ci(y, scores, resamples=200)
-    assert with_ci["acc"]["ci_low"] <= 0.6 <= with_ci["acc"]["ci_high"]
+    assert with_ci["acc"]["value"] == pytest.approx(0.6) and with_ci["acc"]["ci_low"] is None  # 2 and 3 patients
+    assert with_ci["acc"]["ci_note"].startswith("no interval")
 
 
 def test_metrics_of_a_single_class_do_not_crash() -> None:
     metrics = binary_metrics(np.ones(4), np.array([1.0, 2.0, -1.0, 3.0]))
     assert metrics["auc"] is None and metrics["spec"] is None  # no wild-type patient
-    assert metrics["sens"] == 0.75 and metrics["ppv"] == 1.0 and metrics["npv"] == 0.0 and metrics["mcc"] == 0.0
+    assert metrics["sens"] == 0.75 and metrics["ppv"] == 1.0 and metrics["npv"] == 0.0
+    assert metrics["mcc"] is None  # an empty confusion-matrix row: undefined, not 0
     with_ci = metrics_with_ci(np.ones(4), np.array([1.0, 2.0, -1.0, 3.0]), resamples=50)
-    assert with_ci["auc"] == {"value": None, "ci_low": None, "ci_high": None}
+    assert with_ci["auc"]["value"] is None and with_ci["auc"]["ci_low"] is None and with_ci["auc"]["ci_high"] is None
+
+
+def test_bootstrap_interval_is_stratified_and_honest_about_small_classes() -> None:
+    generator = np.random.default_rng(3)
+    # one mutant among five: the old percentile bootstrap printed a zero-width 1.00 (1.00-1.00)
+    lone = metrics_with_ci(np.array([1, 0, 0, 0, 0]), np.array([2.0, -1.0, -0.5, -2.0, 0.1 - 0.2]))
+    assert lone["auc"]["value"] == 1.0 and lone["auc"]["ci_low"] is None and "fewer than" in lone["auc"]["ci_note"]
+    y = np.repeat([1, 0], [12, 40])
+    scores = generator.normal(size=52) + 1.2 * y
+    result = metrics_with_ci(y, scores, resamples=400)
+    auc = result["auc"]
+    assert auc["ci_low"] < auc["value"] < auc["ci_high"] and auc["ci_high"] - auc["ci_low"] > 0.1
+    # stratified: every resample keeps 12 mutants, so no resample is dropped and the interval is
+    # the same as a hand-made class-wise resampling with the same generator
+    again = np.random.default_rng(0)
+    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    manual = []
+    for _ in range(400):
+        index = np.concatenate([again.choice(positives, 12), again.choice(negatives, 40)])
+        manual.append(binary_metrics(y[index], scores[index])["auc"])
+    assert auc["ci_low"] == pytest.approx(np.percentile(manual, 2.5))
+    assert auc["ci_high"] == pytest.approx(np.percentile(manual, 97.5))
 
 
 def test_kfold_keeps_a_patients_samples_in_one_fold() -> None:

@@ -137,6 +137,45 @@ def test_delong_against_a_known_case() -> None:
     assert delong_test(y, perfect, weaker)["auc_b"] == pytest.approx(10 / 16)
 
 
+def _delong_by_definition(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Variance, z and p of AUC(a) - AUC(b), written out from DeLong et al. (1988) eqs. 1-5 with
+    explicit loops over every positive-negative pair (no midranks, no vectorisation)."""
+    import math
+
+    def psi(x: float, yv: float) -> float:
+        return 1.0 if x > yv else 0.5 if x == yv else 0.0
+
+    pos, neg = [i for i in range(len(y)) if y[i]], [i for i in range(len(y)) if not y[i]]
+    m, n = len(pos), len(neg)
+    components = []
+    for scores in (a, b):
+        v10 = [sum(psi(scores[i], scores[j]) for j in neg) / n for i in pos]
+        v01 = [sum(psi(scores[i], scores[j]) for i in pos) / m for j in neg]
+        components.append((sum(v10) / m, v10, v01))
+    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = components
+
+    def covariance(u: list, ub: float, v: list, vb: float) -> float:
+        return sum((p - ub) * (q - vb) for p, q in zip(u, v)) / (len(u) - 1)
+
+    s10 = [[covariance(x, auc_x, z, auc_z) for z, auc_z in ((v10_a, auc_a), (v10_b, auc_b))] for x, auc_x in ((v10_a, auc_a), (v10_b, auc_b))]
+    s01 = [[covariance(x, auc_x, z, auc_z) for z, auc_z in ((v01_a, auc_a), (v01_b, auc_b))] for x, auc_x in ((v01_a, auc_a), (v01_b, auc_b))]
+    variance = sum(sign * (s10[i][j] / m + s01[i][j] / n) for i, j, sign in ((0, 0, 1), (1, 1, 1), (0, 1, -2)))
+    z = (auc_a - auc_b) / math.sqrt(variance)
+    return variance, z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def test_delong_variance_z_and_p_against_the_definition() -> None:
+    generator = np.random.default_rng(8)
+    y = np.repeat([1, 0], [9, 14])
+    a = np.round(generator.normal(size=23) + 1.0 * y, 1)  # rounded: ties between and within scores
+    b = np.round(0.6 * a + generator.normal(size=23) * 0.8, 1)
+    result = delong_test(y, a, b)
+    variance, z, p = _delong_by_definition(y, a, b)
+    assert result["variance"] == pytest.approx(variance, rel=1e-12)
+    assert result["z"] == pytest.approx(z, rel=1e-12) and result["p_value"] == pytest.approx(p, rel=1e-10)
+    assert 0.0 < result["p_value"] < 1.0 and result["variance"] > 0
+
+
 def test_bad_series_give_clear_errors(small_cohort: Path) -> None:
     flat = np.full(40, 1000.0)
     with pytest.raises(InputError, match="no contrast bolus"):
