@@ -43,7 +43,7 @@ def tqdm_progress(description: str, unit: str = "step") -> Callable[[int, int], 
 
 
 def _phantom(args: argparse.Namespace) -> None:
-    from .phantom.cohort import PhantomOptions, case_id, generate_cohort
+    from .phantom.cohort import PhantomOptions, case_id, generate_cohort, write_traits_only
     from .phantom.preview import find_real_case, write_preview
 
     options = PhantomOptions(cases=args.cases, seed=args.seed, size=args.size, effect=args.effect, mix=args.mix,
@@ -53,6 +53,12 @@ def _phantom(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise SystemExit(f"idh-predictor phantom: {error}") from None
     start = time.perf_counter()
+    if args.traits_only:
+        if args.preview:
+            raise SystemExit("idh-predictor phantom: --preview needs images; drop it or --traits-only")
+        path = write_traits_only(args.out, options)
+        print(f"wrote the traits of {options.cases} patients (no images) to {path} in {time.perf_counter() - start:.1f} s")
+        return
     with tqdm(total=options.cases, desc="phantom patients", unit="case") as bar:
         generate_cohort(args.out, options, progress=lambda done, total: bar.update(1), workers=args.workers)
     print(f"wrote {options.cases} cases to {args.out} in {time.perf_counter() - start:.1f} s")
@@ -327,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--mix", choices=("choi", "li"), default="choi",
                          help="grade/genotype mix: choi (grades II-IV), li (grade II, 74%% mutant)")
     phantom.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels (leakage check)")
+    phantom.add_argument("--traits-only", action="store_true",
+                         help="write only clinical.csv (the same rows as the full cohort for this seed), no images")
     phantom.add_argument("--preview", action="store_true", help="write preview.png beside a real case if available")
     phantom.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per core, max 4)")
     phantom.set_defaults(run=_phantom)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.atomic import atomic_directory
+from ..io.atomic import atomic_directory, atomic_path
 from .anatomy import BRATS_GRID, SMALL_GRID, deformed_anatomy
 from .dsc import SimulatedDsc, simulate_dsc
 from .tissue import MODALITIES, patient_relaxation, synthesise_modality, tissue_fractions, with_gadolinium
@@ -91,7 +91,9 @@ def simulate_patient(options: PhantomOptions, index: int, traits: PatientTraits)
     tumour = make_tumour(rng, anatomy, traits)
     fractions = tissue_fractions(anatomy, tumour)
     relaxation = patient_relaxation(rng, traits)
-    post_contrast = with_gadolinium(relaxation, rng.uniform(0.08, 0.18))
+    # gadolinium in the enhancing tumour, mmol/L: brackets the real TCGA case's enhancing-rim T1c
+    # contrast (z 1.2 against white matter; test_contrast_matches_the_real_cases)
+    post_contrast = with_gadolinium(relaxation, rng.uniform(0.06, 0.14))
     images = {}
     for modality in MODALITIES:
         values = post_contrast if modality == "t1ce" else relaxation
@@ -161,8 +163,23 @@ def generate_cohort(out_dir: str | Path, options: PhantomOptions, progress: Call
                     future.result()
                     if progress is not None:
                         progress(done, len(jobs))
-        with open(tmp / "clinical.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0][1]))
-            writer.writeheader()
-            writer.writerows(row for _, row in table)
+        _write_clinical(tmp / "clinical.csv", table)
     return Path(out_dir)
+
+
+def _write_clinical(path: Path, table: list[tuple[PatientTraits, dict[str, object]]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0][1]))
+        writer.writeheader()
+        writer.writerows(row for _, row in table)
+
+
+def write_traits_only(out_dir: str | Path, options: PhantomOptions) -> Path:
+    """Write only ``out_dir/clinical.csv``: the rows ``generate_cohort`` would write for these
+    options, without images (thousands of patients per second, for studies of the traits)."""
+    options.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "clinical.csv") as tmp:
+        _write_clinical(tmp, clinical_table(options))
+    return out_dir / "clinical.csv"
