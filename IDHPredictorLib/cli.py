@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -13,7 +14,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
+from .console import CANCELLED
 from .errors import InputError
+from .io.case import Case
 from .quality import QualityReport
 from .segmentation.network import LAYERS
 
@@ -76,14 +79,35 @@ def _validate(args: argparse.Namespace) -> None:
     if (path / "clinical.csv").exists():
         cases = read_cohort(path)
         for entry in tqdm(cases, desc="reading cases", unit="case"):
-            read_case(entry.folder)
+            check_plausible(read_case(entry.folder))
         mutants = sum(c.idh_mutant for c in cases)
         print(f"{path}: cohort of {len(cases)} cases ({mutants} IDH-mutant, {len(cases) - mutants} wildtype), all valid")
     else:
         case = read_case(path, modalities=tuple(args.modalities))
+        check_plausible(case)
         dsc = "none" if case.dsc is None else f"{case.dsc.image.GetSize()[3]} frames, TR {case.dsc.repetition_time_s:g} s"
         print(f"{case.case_id}: {', '.join(case.images)} on {case.reference.GetSize()} grid; "
               f"labels {'yes' if case.labels is not None else 'none'}; DSC {dsc}")
+
+
+def check_plausible(case: Case) -> None:
+    """What ``validate`` adds to reading the files, so that it passes nothing ``predict`` would
+    refuse: a tumour mask of plausible size, and a DSC series whose bolus is not at its end."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .perfusion.kinetics import check_bolus_position
+    from .preprocessing.brain import detect_brain
+    from .segmentation.checks import check_tumour
+
+    if case.labels is not None:
+        quality = QualityReport([])
+        brain = detect_brain(case.reference).foreground
+        check_tumour(quality, sitk.GetArrayViewFromImage(case.labels), brain, float(np.prod(case.labels.GetSpacing())) / 1000)
+        quality.raise_if_failed(case.files.get("seg", case.folder))
+    if case.dsc is not None:
+        frames = case.dsc.frames.astype(np.float32)
+        check_bolus_position(frames[:, frames[1:4].mean(axis=0) > 0].mean(axis=1), case.dsc.source)
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -91,6 +115,7 @@ def _preprocess(args: argparse.Namespace) -> None:
     from .segmentation.model_bundle import find_case_roles
 
     check_output_paths(args.case_dir, [], folders=(Path(args.out),))
+    check_output_folder(Path(args.out), replaced_if_marked="*_preprocessing.json")
     modalities = tuple(args.modalities) if args.modalities else tuple(sorted(find_case_roles(args.case_dir)))
     prepared = prepare_case_folder(args.case_dir, modalities, args.mode, progress=tqdm_progress("preprocessing", "step"))
     print_quality(prepared.quality)
@@ -168,10 +193,7 @@ def check_output_paths(case_dir: str | Path, outputs: list[Path], folders: tuple
     for output in [*outputs, *folders]:
         if output.resolve() in inputs:
             raise InputError(output, "is one of the case's inputs", "Write the output to another path")
-        parent = next((p for p in output.resolve().parents if p.exists()), None)
-        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise InputError(output, f"cannot be written ({parent} is not a folder you can write to)",
-                             "Choose a folder you can write to")
+        check_writable(output)
     for output in outputs:
         if output.is_dir():
             raise InputError(output, "is an existing folder", "Give a file name, e.g. SEG.nii.gz")
@@ -179,8 +201,28 @@ def check_output_paths(case_dir: str | Path, outputs: list[Path], folders: tuple
             raise InputError(output, "has no file extension this output can take",
                              f"End the name with one of {', '.join(IMAGE_SUFFIXES)} (images), .json or .png")
     for folder in folders:
-        if folder.exists() and not folder.is_dir():
-            raise InputError(folder, "exists and is not a folder", "Give a folder name for the output")
+        check_output_folder(folder)
+
+
+def check_writable(output: Path) -> None:
+    """``output`` can be created: its nearest existing ancestor is a folder we may write to."""
+    parent = next((p for p in output.resolve().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(output, f"cannot be written ({parent} is not a folder you can write to)",
+                         "Choose a folder you can write to")
+
+
+def check_output_folder(folder: Path, replaced_if_marked: str | None = None) -> None:
+    """Before any work: ``folder`` is a folder (or can be made) that we may write to. With
+    ``replaced_if_marked`` (a file pattern), the command replaces the folder as a whole, so an
+    existing one must be empty or an earlier output of the command (holding a marked file):
+    replacing anything else would delete the user's files."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "exists and is not a folder", "Give a folder name for the output")
+    check_writable(folder / "x")
+    if replaced_if_marked and folder.is_dir() and any(folder.iterdir()) and not any(folder.glob(replaced_if_marked)):
+        raise InputError(folder, "is a folder that holds other files, which writing the output would delete",
+                         "Give a new or empty folder")
 
 
 def report_path_for(labels: Path) -> Path:
@@ -199,6 +241,7 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
     if args.model:
         if not args.out:
             raise SystemExit("idh-predictor evaluate-segmentation: cohort mode needs --out DIR for its CSV and summary")
+        check_output_folder(Path(args.out))
         summary = evaluate_cohort(args.prediction, args.model, args.out, record_as=args.record_as)
         print(json_dumps(summary))
     else:
@@ -218,17 +261,19 @@ def auc_text(metrics: dict) -> str:
 
 
 def _dlr(args: argparse.Namespace) -> None:
-    import datetime as dt
-
     from .dlr.evaluate import DlrSettings, evaluate_dlr
     from .dlr.permutation import permutation_text
+
+    check_output_folder(Path(args.out))
+    if args.save_model:
+        check_output_folder(Path(args.save_model), replaced_if_marked="model.json")
 
     settings = DlrSettings(
         model=Path(args.model) if args.model else DlrSettings.model,
         single_modality_model=None if args.no_single_modality else (Path(args.single_modality_model) if args.single_modality_model
                                                                    else DlrSettings.single_modality_model),
-        layer=args.layer, validation=args.validation, split_date=dt.date.fromisoformat(args.split_date),
-        folds=args.folds, repeats=args.repeats, k=args.k if args.k == "auto" else int(args.k), components=args.components,
+        layer=args.layer, validation=args.validation, split_date=args.split_date,
+        folds=args.folds, repeats=args.repeats, k=args.k, components=args.components,
         radiomics=not args.no_radiomics, compare_layers=args.compare_layers, permute_labels=args.permute_labels,
         permutation_shuffles=args.permutation_test, seed=args.seed, cache_dir=Path(args.cache) if args.cache else None, workers=args.workers)
     started = time.perf_counter()
@@ -248,6 +293,10 @@ def _perfusion(args: argparse.Namespace) -> None:
     from .perfusion.evaluate import PerfusionSettings, evaluate_perfusion
     from .perfusion.patterns import pattern_test_text
     from .perfusion.training import LstmTraining
+
+    check_output_folder(Path(args.out))
+    if args.save_model:
+        check_output_folder(Path(args.save_model), replaced_if_marked="model.json")
 
     settings = PerfusionSettings(folds=args.folds, test_fraction=args.test_fraction, permute_labels=args.permute_labels,
                                  seed=args.seed, training=LstmTraining(epochs=args.epochs, seed=args.seed, device=args.device))
@@ -314,6 +363,42 @@ def json_dumps(value: object) -> str:
     return json.dumps(value, indent=2)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value exits 2 with argparse's usage line)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, got {value}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def k_option(text: str) -> int | str:
+    """argparse type for --k: "auto" or a number of features >= 1."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def iso_date(text: str) -> dt.date:
+    """argparse type: a date as YYYY-MM-DD."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per pipeline stage."""
     parser = argparse.ArgumentParser(prog="idh-predictor", description="IDH mutation prediction for gliomas (research use).")
@@ -336,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--traits-only", action="store_true",
                          help="write only clinical.csv (the same rows as the full cohort for this seed), no images")
     phantom.add_argument("--preview", action="store_true", help="write preview.png beside a real case if available")
-    phantom.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per core, max 4)")
+    phantom.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: one per core, max 4)")
     phantom.set_defaults(run=_phantom)
 
     validate = commands.add_parser("validate", help="read and check a case folder or a cohort")
@@ -359,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model bundle folder to write")
     train.add_argument("--modalities", nargs="+", default=["flair", "t1ce"])
     train.add_argument("--fc-width", type=int, default=512, help="fully connected width (paper: 4096)")
-    train.add_argument("--epochs", type=int, default=6)
+    train.add_argument("--epochs", type=positive_int, default=6)
     train.add_argument("--patches-per-epoch", type=int, default=259200, help="patch labels per epoch (81 per tile)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -398,20 +483,20 @@ def build_parser() -> argparse.ArgumentParser:
     dlr.add_argument("--layer", choices=LAYERS, default="conv6", help="layer whose responses are the descriptors")
     dlr.add_argument("--compare-layers", action="store_true", help="also evaluate every layer (paper Table 3)")
     dlr.add_argument("--validation", choices=("loocv", "temporal", "kfold"), default="loocv")
-    dlr.add_argument("--split-date", default="2015-01-01", help="temporal: train on diagnoses before this date")
+    dlr.add_argument("--split-date", type=iso_date, default=dt.date(2015, 1, 1), help="temporal: train on diagnoses before this date")
     dlr.add_argument("--folds", type=int, default=5, help="kfold: number of folds")
-    dlr.add_argument("--repeats", type=int, default=5, help="kfold: repetitions (scores averaged)")
-    dlr.add_argument("--k", default="auto", help="features kept after the F-score ranking, or auto (nested CV)")
-    dlr.add_argument("--components", type=int, default=64, help="Gaussian components of the Fisher vector GMM")
+    dlr.add_argument("--repeats", type=positive_int, default=5, help="kfold: repetitions (scores averaged)")
+    dlr.add_argument("--k", type=k_option, default="auto", help="features kept after the F-score ranking, or auto (nested CV)")
+    dlr.add_argument("--components", type=positive_int, default=64, help="Gaussian components of the Fisher vector GMM")
     dlr.add_argument("--no-radiomics", action="store_true", help="skip the pyradiomics baseline")
     dlr.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
-    dlr.add_argument("--permutation-test", type=int, default=0, metavar="SHUFFLES",
+    dlr.add_argument("--permutation-test", type=non_negative_int, default=0, metavar="SHUFFLES",
                      help="also run a label-permutation test of the main DLR model with this many shuffles "
                           "(20 or more; --folds-fold CV, reusing each fold's Fisher vectors)")
     dlr.add_argument("--save-model", help="also fit on the whole cohort and write a DLR bundle here")
     dlr.add_argument("--cache", help="descriptor cache folder (default: COHORT/.idhpredictor-cache)")
     dlr.add_argument("--seed", type=int, default=0)
-    dlr.add_argument("--workers", type=int, default=1, help="processes for cross-validation folds and radiomics features")
+    dlr.add_argument("--workers", type=positive_int, default=1, help="processes for cross-validation folds and radiomics features")
     dlr.set_defaults(run=_dlr)
 
     perfusion = commands.add_parser("perfusion", help="evaluate the DSC attention-LSTM and its baselines on a cohort")
@@ -419,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     perfusion.add_argument("--out", required=True, help="folder for report.json, table.md, roc.png, patterns.json, heat maps")
     perfusion.add_argument("--folds", type=int, default=5)
     perfusion.add_argument("--test-fraction", type=float, default=0.1, help="patients held out as the test split")
-    perfusion.add_argument("--epochs", type=int, default=150, help="maximum epochs (early stopping on validation loss)")
+    perfusion.add_argument("--epochs", type=positive_int, default=150, help="maximum epochs (early stopping on validation loss)")
     perfusion.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
     perfusion.add_argument("--save-model", help="write the model trained on all non-test patients as a bundle here")
     perfusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -445,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cases", type=int, help="cohort size (default 48; 16 with --quick)")
     demo.add_argument("--quick", action="store_true",
                       help="16 patients, 5-fold instead of LOOCV, no layer comparison or FLAIR-only DLR: a first try in minutes")
-    demo.add_argument("--workers", type=int, help="parallel processes (default: one per core, max 4)")
+    demo.add_argument("--workers", type=positive_int, help="parallel processes (default: one per core, max 4)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -471,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        print("idh-predictor: cancelled; outputs are written all-or-nothing, so none was left half-written", file=sys.stderr)
+        print(CANCELLED, file=sys.stderr)
         return 130
     except Exception as error:  # anything else: one line for the user, the traceback in a file
         log = crash_log(args.command)

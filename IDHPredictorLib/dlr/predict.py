@@ -14,7 +14,8 @@ from ..io.case import Case
 from ..io.images import write_image
 from ..preprocessing.prepare import PreprocessMode, prepare_case_folder
 from ..segmentation.checks import check_tumour
-from ..segmentation.inference import segment_prepared
+from ..segmentation.data import axial_case
+from ..segmentation.inference import checked_network_input, segment_prepared
 from ..segmentation.model_bundle import DEFAULT_MODELS, SegmentationModel, load_model
 from .cache import model_key
 from .descriptors import DescriptorOptions, deep_descriptors
@@ -81,6 +82,9 @@ def predict_dlr(case_dir: str | Path, dlr_bundle: str | Path = DEFAULT_DLR_MODEL
     prepared = prepare_case_folder(case_dir, model.modalities, preprocess)
     case, quality = prepared.case, prepared.quality
     mask_source = "given mask"
+    if mask is not None or case.labels is not None:  # segmenting checks the input itself
+        checked_network_input(model, axial_case(case, model.modalities), quality)
+        quality.raise_if_failed(case.folder)
     if mask is None and case.labels is not None:
         mask, mask_source = case.labels, str(case.files["seg"])
         check_tumour(quality, sitk.GetArrayViewFromImage(mask), sitk.GetArrayViewFromImage(case.brain) > 0,

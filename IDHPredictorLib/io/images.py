@@ -7,6 +7,7 @@ dimension: it raises ``InputError`` naming the file and the fix.
 
 from __future__ import annotations
 
+import gzip
 import zlib
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def check_nifti_nans(image: sitk.Image, path: Path) -> None:
     and NaNs, which ITK turns into 0, are reported."""
     if path.is_dir() or not path.name.lower().endswith((".nii", ".nii.gz")):
         return
+    if path.name.lower().endswith(".gz"):
+        check_gzip_integrity(path)
     import nibabel
 
     try:
@@ -56,6 +59,26 @@ def check_nifti_nans(image: sitk.Image, path: Path) -> None:
                          "Copy or export the file again; the one given does not hold the whole image") from error
     if np.issubdtype(voxels.dtype, np.floating):
         _raise_if_not_finite(voxels, path)
+
+
+def check_gzip_integrity(path: Path) -> None:
+    """Decompress ``path`` to its end, which checks gzip's CRC-32 and length: a flipped byte
+    inside the compressed data can decode into wrong voxels without any reader noticing."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except gzip.BadGzipFile as error:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+        if not compressed:
+            raise InputError(path, "is not gzip-compressed although its name ends in .gz",
+                             f"Rename it to {path.name[:-3]} (an uncompressed NIfTI) or compress it with gzip") from error
+        raise InputError(path, f"is corrupt: its gzip checksum does not match ({error})",
+                         "Copy or export the file again; some bytes were changed on the way") from error
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(path, f"is truncated or corrupt ({str(error).strip().splitlines()[0][:120]})",
+                         "Copy or export the file again; the one given does not hold the whole image") from error
 
 
 def check_image(image: sitk.Image, path: str | Path | None, dimension: int) -> None:

@@ -118,15 +118,23 @@ class Segmentation:
     preparation: PreparedCase
 
 
+def checked_network_input(model: SegmentationModel, axial: Case, quality: QualityReport) -> NetworkInput:
+    """The network's input for an axial case (``axial_case``), its intensities checked against
+    the bundle's training statistics; the verdicts join ``quality``. Used before segmenting and
+    before DLR on a given mask, whose descriptors come from the same network."""
+    data = network_input(axial, model.modalities, with_labels=False)
+    check_intensities(quality, data, model.modalities, model.record.get("input_statistics"))
+    return data
+
+
 def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postprocessing: bool = True,
                      progress: Callable[[int, int], None] | None = None) -> Segmentation:
     """Segment a prepared case with quality control: input intensities against the bundle's
     training statistics, then a tumour of plausible size. A failed check raises ``InputError``."""
     case = prepared.case
     axial = axial_case(case, model.modalities)
-    data = network_input(axial, model.modalities, with_labels=False)
     quality = QualityReport(list(prepared.quality.checks))
-    check_intensities(quality, data, model.modalities, model.record.get("input_statistics"))
+    data = checked_network_input(model, axial, quality)
     quality.raise_if_failed(case.folder)
     box_labels = _box_labels(model.network, data, postprocessing, progress)
     labels = _labels_on_grid(box_labels, data, axial.reference, case.reference)

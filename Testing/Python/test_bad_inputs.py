@@ -46,6 +46,33 @@ def test_truncated_nifti_files_are_refused(small_cohort: Path, tmp_path: Path, c
     assert status == 2 and "truncated" in err
 
 
+def test_corrupt_or_misnamed_gzip_files_are_refused(small_cohort: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path)
+    flair = case / f"{case.name}_flair.nii.gz"
+    data = bytearray(flair.read_bytes())
+    clean = bytes(data)
+    data[len(data) * 3 // 10] ^= 0xFF  # one flipped byte: decodes into different voxels without an error
+    flair.write_bytes(bytes(data))
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "corrupt" in err and flair.name in err
+    flair.write_bytes(gzip.decompress(clean))  # an uncompressed NIfTI named .nii.gz
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "not gzip-compressed" in err and f"{case.name}_flair.nii" in err
+
+
+def test_predict_checks_the_inputs_even_with_a_given_mask(small_cohort: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """DLR descriptors come from the segmentation network, so a case with its own _seg gets the same
+    input check as one that is segmented (negated intensities used to give p = 0.68 and exit 0)."""
+    case = _copy_case(small_cohort, tmp_path)
+    flair = case / f"{case.name}_flair.nii.gz"
+    image = sitk.ReadImage(str(flair), sitk.sitkFloat32)
+    sitk.WriteImage(-image, str(flair), useCompression=True)
+    status, err = _run(["predict", str(case), "--out", str(tmp_path / "p.json")], capsys)
+    assert status == 2 and "flair intensities" in err and not (tmp_path / "p.json").exists()
+
+
 def test_segment_never_overwrites_an_input(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     case = _copy_case(small_cohort, tmp_path)
     flair = case / f"{case.name}_flair.nii.gz"
@@ -54,6 +81,26 @@ def test_segment_never_overwrites_an_input(small_cohort: Path, tmp_path: Path, c
     assert status == 2 and "the case's inputs" in err and flair.read_bytes() == before
     status, err = _run(["segment", str(case), "--out", str(tmp_path)], capsys)
     assert status == 2 and "existing folder" in err
+
+
+def test_output_folders_are_checked_before_any_work(small_cohort: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path)
+    keep = tmp_path / "mine" / "important.txt"
+    keep.parent.mkdir()
+    keep.write_text("not ours to delete")
+    status, err = _run(["preprocess", str(case), "--out", str(keep.parent)], capsys)
+    assert status == 2 and "holds other files" in err and keep.read_text() == "not ours to delete"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for command in (["dlr", str(small_cohort)], ["perfusion", str(small_cohort)]):
+        for out in (a_file, a_file / "report"):  # an existing file; a folder under a file
+            status, err = _run([*command, "--out", str(out)], capsys)
+            assert status == 2 and str(a_file) in err, (command, out, err)
+    for option in (["--k", "0"], ["--components", "0"], ["--repeats", "0"], ["--split-date", "someday"]):
+        with pytest.raises(SystemExit) as refused:  # argparse: exit 2 with the usage line
+            main(["dlr", str(small_cohort), "--out", str(tmp_path / "r"), *option])
+        assert refused.value.code == 2 and option[0] in capsys.readouterr().err
 
 
 def test_label_map_outside_the_images_is_refused(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -66,7 +113,7 @@ def test_label_map_outside_the_images_is_refused(small_cohort: Path, tmp_path: P
     assert status == 2 and "does not overlap" in err
 
 
-def test_label_map_covering_the_whole_brain_is_refused_by_predict(small_cohort: Path, tmp_path: Path,
+def test_label_map_covering_the_whole_brain_is_refused_by_predict_and_validate(small_cohort: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     case = _copy_case(small_cohort, tmp_path)
     flair = sitk.ReadImage(str(case / f"{case.name}_flair.nii.gz"))
@@ -74,6 +121,8 @@ def test_label_map_covering_the_whole_brain_is_refused_by_predict(small_cohort: 
     everything.CopyInformation(flair)
     sitk.WriteImage(everything, str(case / f"{case.name}_seg.nii.gz"))
     status, err = _run(["predict", str(case)], capsys)
+    assert status == 2 and "larger than any plausible glioma" in err
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
     assert status == 2 and "larger than any plausible glioma" in err
 
 
@@ -95,6 +144,25 @@ def test_unexpected_errors_and_ctrl_c_end_with_one_line(monkeypatch: pytest.Monk
     monkeypatch.setattr(cli, "_validate", interrupted)
     status, err = _run(["validate", str(tmp_path)], capsys)
     assert status == 130 and "cancelled" in err
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.2])
+def test_ctrl_c_while_the_libraries_load_says_cancelled(tmp_path: Path, delay_s: float) -> None:
+    """The console script holds Ctrl-C while torch and SimpleITK import (the first seconds), so an
+    early Ctrl-C ends with "cancelled" and 130 too, not a traceback or a C++ abort."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "IDHPredictorLib.console", "validate", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert "Traceback" not in err
+    # the command may have finished before the signal on a fast machine: then it refused the empty folder
+    assert (process.returncode == 130 and "cancelled" in err) or process.returncode == 2, (process.returncode, err)
 
 
 def test_bundle_with_changed_weights_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -216,4 +284,6 @@ def test_dsc_series_with_reversed_frames_is_refused(small_cohort: Path, tmp_path
     reversed_series.CopyInformation(dsc)
     sitk.WriteImage(reversed_series, str(dsc_path))
     status, err = _run(["predict", str(case), "--skip-dlr", "--perfusion-model", str(model)], capsys)
+    assert status == 2 and "frames look reversed" in err
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
     assert status == 2 and "frames look reversed" in err
