@@ -43,7 +43,26 @@ def selection_classifier(k: int | str = "auto", seed: int = 0, impute: bool = Fa
     if k != "auto":
         return pipeline
     return GridSearchCV(pipeline, {"fscore__k": list(K_CANDIDATES)}, scoring="roc_auc",
-                        cv=StratifiedKFold(5, shuffle=True, random_state=seed))
+                        cv=SmallClassStratifiedKFold(5, seed))
+
+
+class SmallClassStratifiedKFold(StratifiedKFold):
+    """Stratified k-fold for the inner choice of k, with at most as many folds as the smaller
+    class has patients (at least 2): on a small training fold (e.g. 3 mutants) five folds would
+    leave some without a mutant, whose AUC is undefined, and scikit-learn warns on every fit."""
+
+    def __init__(self, n_splits: int = 5, random_state: int = 0) -> None:
+        super().__init__(n_splits, shuffle=True, random_state=random_state)
+
+    def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
+        if y is None:
+            return self.n_splits
+        smallest = int(np.bincount(np.unique(np.asarray(y), return_inverse=True)[1]).min())
+        return max(2, min(self.n_splits, smallest))
+
+    def split(self, X: object, y: object = None, groups: object = None):  # noqa: ANN201 (sklearn's generator)
+        folds = StratifiedKFold(self.get_n_splits(X, y), shuffle=True, random_state=self.random_state)
+        return folds.split(X, y, groups)
 
 
 def dlr_pipeline(k: int | str = "auto", n_components: int = 64, seed: int = 0) -> Pipeline:

@@ -163,6 +163,21 @@ def test_selectors_encode_any_two_labels_like_zero_and_one(labels: tuple) -> Non
     assert FScoreSelector(k=1).fit(X, y).get_support(indices=True).tolist() == [3]
 
 
+def test_inner_choice_of_k_fits_small_training_folds_without_warnings() -> None:
+    import warnings
+
+    from IDHPredictorLib.dlr.model import selection_classifier
+
+    generator = np.random.default_rng(0)
+    y = np.array([1, 1, 1] + [0] * 10)  # a training fold of a small cohort: 3 mutants
+    X = generator.normal(size=(13, 50))
+    X[:, 0] += 2 * y
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # five inner folds would warn (a fold without a mutant)
+        search = selection_classifier("auto", 0).fit(X, y)
+    assert search.n_splits_ == 3
+
+
 def test_selectors_refuse_targets_that_are_not_two_classes() -> None:
     X = np.random.default_rng(6).normal(size=(30, 4))
     with pytest.raises(ValueError, match="exactly two classes"):

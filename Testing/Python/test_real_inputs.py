@@ -130,3 +130,21 @@ def test_swapped_flair_and_t1ce_are_refused(realdata: Path, model) -> None:
     swapped = replace(case, images={"flair": case.images["t1ce"], "t1ce": case.images["flair"]})
     with pytest.raises(InputError, match="look swapped"):
         segment_prepared(model, prepare_case(swapped))
+
+
+@pytest.mark.parametrize("parts", [("TCGA-DU-7294",), ("TCGA-FG-6692",), ("brats2013-zscored", "BRATS2013-5"),
+                                   ("brats2013-zscored", "BRATS2013-6")])
+def test_swapped_flair_and_t1ce_are_flagged_on_real_scans(realdata: Path, model, parts: tuple[str, ...]) -> None:
+    """The bright-region shape check passes the real case as it is and warns with the files swapped."""
+    from IDHPredictorLib.quality import QualityReport
+    from IDHPredictorLib.segmentation.data import axial_case
+    from IDHPredictorLib.segmentation.inference import checked_network_input
+
+    case = prepare_case_folder(_real(realdata, *parts), MODALITIES).case
+    swapped = replace(case, images={"flair": case.images["t1ce"], "t1ce": case.images["flair"]})
+    verdicts = {}
+    for name, candidate in (("as given", case), ("swapped", swapped)):
+        quality = QualityReport([])
+        checked_network_input(model, axial_case(candidate, MODALITIES), quality)
+        verdicts[name] = next(c.verdict for c in quality.checks if c.name == "bright_regions")
+    assert verdicts == {"as given": "pass", "swapped": "warn"}
