@@ -24,9 +24,35 @@ def write_bundle(folder: str | Path, kind: str, metadata: dict, files: dict[str,
         for name, writer in files.items():
             writer(tmp / name)
         record = {"bundle_format": BUNDLE_FORMAT, "kind": kind, "library_version": __version__,
-                  "files": sorted(files), "sha256": {name: file_sha256(tmp / name) for name in sorted(files)}, **metadata}
+                  "files": sorted(files), "sha256": {name: file_sha256(tmp / name) for name in sorted(files)},
+                  "provenance": provenance(), **metadata}
         (tmp / "model.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+# The command line being run, set by ``cli.main`` (None when the library is called from Python).
+COMMAND_LINE: list[str] | None = None
+
+
+def provenance() -> dict[str, object]:
+    """How a bundle was made, recorded by the code that made it (never edited by hand): the
+    command line, the library version, the git commit of the source tree when it is a checkout
+    (with "+changes" when it has uncommitted edits) and the time."""
+    import datetime as dt
+    import subprocess
+
+    source = Path(__file__).resolve().parents[1]
+    commit = None
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            commit = head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # no git on this machine (e.g. inside Slicer): the version alone identifies the code
+    return {"command": " ".join(COMMAND_LINE) if COMMAND_LINE else "Python API", "library_version": __version__,
+            "git_commit": commit, "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def read_bundle(folder: str | Path, kind: str) -> dict:

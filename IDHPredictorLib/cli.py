@@ -539,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``idh-predictor`` console script."""
     global PROGRESS_LINES
     args = build_parser().parse_args(argv)
+    from . import bundle
+
+    bundle.COMMAND_LINE = ["idh-predictor", *(sys.argv[1:] if argv is None else argv)]
     PROGRESS_LINES = args.progress_lines
     if PROGRESS_LINES:  # run by a parent that may cancel: unwind on SIGTERM so partial outputs are removed
         import signal

@@ -89,6 +89,9 @@ def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: py
     assert main(["dlr", str(small_cohort), "--out", str(out), "--model", str(segmentation), "--no-single-modality",
                  "--k", "8", "--components", "4", "--cache", str(tmp_path / "cache"),
                  "--save-model", str(models / "dlr")]) == 0
+    provenance = json.loads((models / "dlr" / "model.json").read_text())["provenance"]
+    assert provenance["command"].startswith("idh-predictor dlr ") and str(small_cohort) in provenance["command"]
+    assert provenance["library_version"] and provenance["created_utc"]
     report = json.loads((out / "report.json").read_text())
     names = [r["name"] for r in report["results"]]
     assert names[0].startswith("DLR flair+t1ce") and names[1].startswith("Radiomics flair+t1ce")
