@@ -49,9 +49,11 @@ def test_volume_geometry_round_trip(angles: tuple[float, float, float]) -> None:
 
 @pytest.fixture(scope="module")
 def loaded(small_cohort: Path):
-    """A scene with the first small phantom case loaded and segmented through the bridge."""
+    """A scene with the first small phantom case that has enhancing tumour (the editing test erases
+    part of it) loaded and segmented through the bridge."""
     scene = slicer.vtkMRMLScene()
-    case_dir = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    case_dir = next(p for p in sorted(small_cohort.iterdir()) if p.is_dir()
+                    and (sitk.GetArrayFromImage(sitk.ReadImage(str(p / f"{p.name}_seg.nii.gz"))) == 4).any())
     scene_case = workflow.load_case(scene, case_dir)
     workflow.segment(scene, scene_case)
     return scene, scene_case, case_dir
