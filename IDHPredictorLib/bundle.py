@@ -39,20 +39,24 @@ def provenance() -> dict[str, object]:
     command line, the library version, the git commit of the source tree when it is a checkout
     (with "+changes" when it has uncommitted edits) and the time."""
     import datetime as dt
+
+    return {"command": " ".join(COMMAND_LINE) if COMMAND_LINE else "Python API", "library_version": __version__,
+            "git_commit": _git_commit(Path(__file__).resolve().parents[1]),
+            "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _git_commit(source: Path) -> str | None:
+    """HEAD of the checkout holding ``source`` (+"+changes" for uncommitted edits); None without
+    git or outside a checkout (e.g. inside Slicer), where the library version identifies the code."""
     import subprocess
 
-    source = Path(__file__).resolve().parents[1]
-    commit = None
     try:
         head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10)
-        if head.returncode == 0:
-            commit = head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
-        pass  # no git on this machine (e.g. inside Slicer): the version alone identifies the code
-    return {"command": " ".join(COMMAND_LINE) if COMMAND_LINE else "Python API", "library_version": __version__,
-            "git_commit": commit, "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")}
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if head.returncode == 0 else None
 
 
 def read_bundle(folder: str | Path, kind: str) -> dict:
