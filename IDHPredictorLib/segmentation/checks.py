@@ -99,14 +99,26 @@ def check_flair_t1ce_order(report: QualityReport, data: NetworkInput, modalities
                    flair - t1ce)
 
 
-# FLAIR and T1c swapped, seen without the network: the brightest 3 % of the brain on FLAIR is the
-# lesion, one compact blob; on T1c it is vessels, choroid plexus and a thin enhancing rim. The
-# share of the largest bright component that survives a 2 mm erosion, FLAIR minus T1c, measured
-# +0.30 to +0.46 on the four real cases (so -0.30 to -0.46 with the files swapped) and -0.21 to
-# +0.56 on 19 correct phantom cases, whose enhancement is more compact than real: the check warns
-# below -0.25, so it catches swapped real scans but cannot catch a swapped phantom case.
+# FLAIR and T1c swapped, seen without the network, by two cues that need no segmentation.
+#
+# 1. Bright-region shape: the brightest 3 % of the brain on FLAIR is the lesion, one compact
+#    blob; on T1c it is vessels, choroid plexus and a thin enhancing rim. The share of the
+#    largest bright component that survives a 2 mm erosion, FLAIR minus T1c, measured +0.25 to
+#    +0.46 on the four real cases and the preprocessed raw case (so -0.25 to -0.46 swapped), but
+#    -0.21 to +0.61 on 12 correct phantom cases, whose enhancement is more compact than real.
+# 2. Tissue ordering with depth: white matter (deep) is brighter than cortex (superficial) on
+#    T1c and darker on FLAIR. The median z-score deeper than 15 mm minus that 1.5-5 mm under the
+#    brain's surface (darkest 20 % left out: CSF), T1c minus FLAIR, measured +0.75 to +1.35 on
+#    the 12 phantom cases and -0.36 to +0.74 on the real ones (a large deep FLAIR lesion pulls
+#    it down: BraTS2013-6).
+#
+# Both cues flip sign with the files swapped. A clear depth inversion (< -0.6) that the shapes do
+# not contradict (< +0.25) is refused: this catches every swapped phantom case and swapped
+# TCGA-DU-7294, and no correct case. Shapes alone below -0.25 warn (every swapped real case).
 BRIGHT_PERCENTILE = 97.0
-COMPACTNESS_SWAP_WARN = -0.25
+COMPACTNESS_SWAP_WARN, COMPACTNESS_CONTRADICTS_SWAP = -0.25, 0.25
+DEPTH_ORDER_SWAP_FAIL = -0.6
+SUPERFICIAL_MM, DEEP_MM = (1.5, 5.0), 15.0
 
 
 def bright_region_compactness(channel: np.ndarray, brain: np.ndarray, spacing_mm: float) -> float:
@@ -124,18 +136,35 @@ def bright_region_compactness(channel: np.ndarray, brain: np.ndarray, spacing_mm
     return float(core.sum() / largest.sum())
 
 
-def check_bright_region_shapes(report: QualityReport, data: NetworkInput, modalities: tuple[str, ...],
-                               spacing_mm: float) -> None:
-    """Warn when the T1c's brightest region is a compact blob and the FLAIR's is not: swapped files."""
+def depth_contrast(channel: np.ndarray, depth_mm: np.ndarray, brain: np.ndarray) -> float:
+    """Median z-score of deep brain (white matter) minus that of the outer few mm (cortex), CSF
+    (the darkest 20 %) left out: positive on T1-weighted images, negative on FLAIR."""
+    kept = brain & (channel > np.percentile(channel[brain], 20))
+    superficial = kept & (depth_mm > SUPERFICIAL_MM[0]) & (depth_mm < SUPERFICIAL_MM[1])
+    deep = kept & (depth_mm > DEEP_MM)
+    if superficial.sum() < 100 or deep.sum() < 100:
+        return 0.0  # a brain too small to tell: no evidence either way
+    return float(np.median(channel[deep]) - np.median(channel[superficial]))
+
+
+def check_flair_t1ce_contrast(report: QualityReport, data: NetworkInput, modalities: tuple[str, ...],
+                              spacing_zyx_mm: tuple[float, float, float]) -> None:
+    """FLAIR and T1c files swapped, judged from tissue contrast before segmenting: refuse when the
+    tissue ordering is clearly inverted and the bright-region shapes agree, warn on shapes alone."""
     if not {"flair", "t1ce"} <= set(modalities):
         return
-    flair, t1ce = (bright_region_compactness(data.channels[modalities.index(m)], data.brain, spacing_mm)
-                   for m in ("flair", "t1ce"))
-    difference = flair - t1ce
-    if difference < COMPACTNESS_SWAP_WARN:
-        report.add("bright_regions", "warn", f"the brightest region is compact on the T1c ({t1ce:.2f}) and thin on the "
-                   f"FLAIR ({flair:.2f}), the other way round from real scans: check that the FLAIR and T1c files "
-                   "are not swapped", difference)
+    flair, t1ce = (data.channels[modalities.index(m)] for m in ("flair", "t1ce"))
+    depth_mm = ndimage.distance_transform_edt(data.brain, sampling=spacing_zyx_mm)
+    order = depth_contrast(t1ce, depth_mm, data.brain) - depth_contrast(flair, depth_mm, data.brain)
+    in_plane_mm = float(np.mean(spacing_zyx_mm[1:]))
+    shapes = bright_region_compactness(flair, data.brain, in_plane_mm) - bright_region_compactness(t1ce, data.brain, in_plane_mm)
+    measured = f"(white matter against cortex, T1c minus FLAIR {order:+.2f}; bright-region compactness, FLAIR minus T1c {shapes:+.2f})"
+    if order < DEPTH_ORDER_SWAP_FAIL and shapes < COMPACTNESS_CONTRADICTS_SWAP:
+        report.add("flair_t1ce_contrast", "fail", f"white matter is brighter on the FLAIR than on the T1c {measured}: "
+                   "FLAIR and T1c look swapped, or a series is not what its name says", order)
+    elif shapes < COMPACTNESS_SWAP_WARN:
+        report.add("flair_t1ce_contrast", "warn", f"the brightest region is compact on the T1c and thin on the FLAIR "
+                   f"{measured}, the other way round from real scans: check that the FLAIR and T1c files are not swapped",
+                   order)
     else:
-        report.add("bright_regions", "pass", f"brightest region compact on FLAIR ({flair:.2f}) vs T1c ({t1ce:.2f})",
-                   difference)
+        report.add("flair_t1ce_contrast", "pass", f"tissue contrast as expected of FLAIR and T1c {measured}", order)

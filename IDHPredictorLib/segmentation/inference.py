@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..io.case import Case
 from ..preprocessing.prepare import PreparedCase
 from ..quality import QualityReport
-from .checks import check_bright_region_shapes, check_flair_t1ce_order, check_intensities, check_tumour
+from .checks import check_flair_t1ce_contrast, check_flair_t1ce_order, check_intensities, check_tumour
 from .data import NetworkInput, axial_case, network_input, pad_for_patches
 from .model_bundle import SegmentationModel
 from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
@@ -124,7 +124,7 @@ def checked_network_input(model: SegmentationModel, axial: Case, quality: Qualit
     before DLR on a given mask, whose descriptors come from the same network."""
     data = network_input(axial, model.modalities, with_labels=False)
     check_intensities(quality, data, model.modalities, model.record.get("input_statistics"))
-    check_bright_region_shapes(quality, data, model.modalities, float(np.mean(axial.reference.GetSpacing()[:2])))
+    check_flair_t1ce_contrast(quality, data, model.modalities, axial.reference.GetSpacing()[::-1])
     return data
 
 

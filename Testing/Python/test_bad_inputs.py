@@ -292,3 +292,32 @@ def test_dsc_series_with_reversed_frames_is_refused(small_cohort: Path, tmp_path
     assert status == 2 and "frames look reversed" in err
     status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
     assert status == 2 and "frames look reversed" in err
+
+
+def test_swapped_flair_and_t1ce_files_are_refused(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The tissue-contrast check refuses every swapped phantom case and passes every correct one;
+    ``segment`` on a swapped copy ends with exit 2 and the reason."""
+    from dataclasses import replace
+
+    from IDHPredictorLib.io.case import read_case
+    from IDHPredictorLib.quality import QualityReport
+    from IDHPredictorLib.segmentation.data import axial_case
+    from IDHPredictorLib.segmentation.inference import checked_network_input
+    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model
+
+    model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
+    verdicts = []
+    for folder in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+        case = read_case(folder, model.modalities, labels=False, dsc=False)
+        swapped = replace(case, images={"flair": case.images["t1ce"], "t1ce": case.images["flair"]})
+        for candidate in (case, swapped):
+            quality = QualityReport([])
+            checked_network_input(model, axial_case(candidate, model.modalities), quality)
+            verdicts.append(next(c.verdict for c in quality.checks if c.name == "flair_t1ce_contrast"))
+    assert verdicts == ["pass", "fail"] * (len(verdicts) // 2), verdicts
+
+    case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce"))
+    flair, t1ce = (case / f"{case.name}_{m}.nii.gz" for m in ("flair", "t1ce"))
+    flair.rename(tmp_path / "flair"), t1ce.rename(flair), (tmp_path / "flair").rename(t1ce)
+    status, err = _run(["segment", str(case), "--out", str(tmp_path / "seg.nii.gz")], capsys)
+    assert status == 2 and "look swapped" in err and not (tmp_path / "seg.nii.gz").exists()
