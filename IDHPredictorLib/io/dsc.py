@@ -15,6 +15,7 @@ from .images import IMAGE_SUFFIXES, check_image, check_nifti_nans, has_image_suf
 
 log = logging.getLogger(__name__)
 MIN_FRAMES = 20  # fewer frames cannot hold a baseline, a bolus and a recovery
+TIMING_TOLERANCE = 0.05  # relative: frame intervals and TR that differ by more are inconsistent
 TEMPORAL_POSITION, ACQUISITION_TIME = "0020|0100", "0008|0032"
 REPETITION_TIME, ECHO_TIME, IMAGE_POSITION = "0018|0080", "0018|0081", "0020|0032"
 
@@ -76,7 +77,9 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
     """Read a 4-D NIfTI/NRRD/MHA file (time last, or time as vector components) or a DICOM folder.
 
     TR and TE come from the arguments, else the sidecar JSON (BIDS keys ``RepetitionTime``,
-    ``EchoTime``, in seconds), else the DICOM header, else (TR only) the 4th voxel spacing.
+    ``EchoTime``, in seconds), else the DICOM header (or the sidecar's ``VolumeTiming``), else
+    (TR only) the 4th voxel spacing. Frames are put in time order by the DICOM temporal tags or
+    the sidecar's ``VolumeTiming`` where present.
     """
     path = Path(path)
     if not path.exists():
@@ -96,6 +99,9 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
     check_image(image, path, 4)
     check_nifti_nans(image, path)
     sidecar = {} if path.is_dir() else _read_sidecar(path)
+    timing = _volume_timing(sidecar_path(path), sidecar.get("VolumeTiming"), image.GetSize()[3])
+    if timing is not None:
+        image, header_tr = _in_time_order(image, timing, path), float(np.median(np.diff(np.sort(timing))))
     tr = repetition_time_s or sidecar.get("RepetitionTime") or header_tr
     if tr is None:
         tr = image.GetSpacing()[3]
@@ -105,7 +111,44 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
         log.warning("%s: no TR given and no sidecar JSON; using the 4th voxel spacing, %.3f s", path, tr)
     te = echo_time_s or sidecar.get("EchoTime") or header_te
     check_timing(path, float(tr), None if te is None else float(te), image.GetSize()[3])
+    if timing is not None and abs(header_tr - float(tr)) > TIMING_TOLERANCE * float(tr):
+        raise InputError(sidecar_path(path), f"VolumeTiming steps {header_tr:.3f} s apart but the TR is {float(tr):.3f} s",
+                         "Give the TR that the frames were acquired with, or correct VolumeTiming")
     return DscSeries(image, float(tr), None if te is None else float(te), path)
+
+
+def _volume_timing(sidecar: Path, timing: object, frames: int) -> np.ndarray | None:
+    """The BIDS ``VolumeTiming`` list (onset of each frame, seconds) checked: one number per frame,
+    no two equal, evenly spaced once sorted (the analysis assumes a constant frame interval)."""
+    if timing is None:
+        return None
+    if not isinstance(timing, list) or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in timing):
+        raise InputError(sidecar, "VolumeTiming is not a list of numbers", "Give one onset per frame in seconds, "
+                         "e.g. [0, 1.5, 3.0, ...], or delete the key")
+    if len(timing) != frames:
+        raise InputError(sidecar, f"VolumeTiming lists {len(timing)} onsets for {frames} frames",
+                         "Give one onset per frame, or delete the key")
+    steps = np.diff(np.sort(np.asarray(timing, float)))
+    if steps.min() <= 0:
+        raise InputError(sidecar, "VolumeTiming gives two frames the same onset", "Correct VolumeTiming: each frame "
+                         "has its own acquisition time")
+    if np.abs(steps - np.median(steps)).max() > TIMING_TOLERANCE * np.median(steps):
+        raise InputError(sidecar, f"frames are unevenly spaced in time (steps {steps.min():.2f}-{steps.max():.2f} s)",
+                         "The analysis needs a constant frame interval: resample the series in time, or export "
+                         "the complete dynamic acquisition")
+    return np.asarray(timing, float)
+
+
+def _in_time_order(image: sitk.Image, timing: np.ndarray, path: Path) -> sitk.Image:
+    """Frames sorted by their onsets: a series stored out of order is reordered, with a warning."""
+    order = np.argsort(timing, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return image
+    log.warning("%s: frames are stored out of time order; reordered by the sidecar's VolumeTiming", path)
+    frames = sitk.GetArrayFromImage(image)[order]
+    reordered = sitk.GetImageFromArray(np.ascontiguousarray(frames), isVector=False)
+    reordered.CopyInformation(image)
+    return reordered
 
 
 def check_timing(path: Path, tr: float, te: float | None, frames: int) -> None:

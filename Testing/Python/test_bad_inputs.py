@@ -321,3 +321,37 @@ def test_swapped_flair_and_t1ce_files_are_refused(small_cohort: Path, tmp_path: 
     flair.rename(tmp_path / "flair"), t1ce.rename(flair), (tmp_path / "flair").rename(t1ce)
     status, err = _run(["segment", str(case), "--out", str(tmp_path / "seg.nii.gz")], capsys)
     assert status == 2 and "look swapped" in err and not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_dsc_frame_order_comes_from_the_sidecar_volume_timing(small_cohort: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    """Frames stored out of order are put back in time order by BIDS ``VolumeTiming``;
+    inconsistent timing (wrong count, repeated or uneven onsets, a TR it contradicts) is refused."""
+    import json
+
+    from IDHPredictorLib.io.dsc import read_dsc_series
+
+    case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
+    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    sidecar = json.loads((source / f"{source.name}_dsc.json").read_text())
+    dsc_path, sidecar_path = case / f"{case.name}_dsc.nii.gz", case / f"{case.name}_dsc.json"
+    in_order = read_dsc_series(source / f"{source.name}_dsc.nii.gz")
+    frames, tr = in_order.frames, in_order.repetition_time_s
+    order = np.random.default_rng(0).permutation(len(frames))
+    shuffled = sitk.GetImageFromArray(np.ascontiguousarray(frames[order]), isVector=False)
+    shuffled.CopyInformation(in_order.image)
+    sitk.WriteImage(shuffled, str(dsc_path))
+
+    sidecar_path.write_text(json.dumps({**sidecar, "VolumeTiming": [float(i * tr) for i in order]}))
+    np.testing.assert_array_equal(read_dsc_series(dsc_path).frames, frames)
+    without_tr = {k: v for k, v in sidecar.items() if k != "RepetitionTime"}
+    sidecar_path.write_text(json.dumps({**without_tr, "VolumeTiming": [float(i * tr) for i in order]}))
+    assert read_dsc_series(dsc_path).repetition_time_s == pytest.approx(tr)
+
+    onsets = [float(i * tr) for i in order]
+    for timing, message in ((onsets[:-1], "onsets for"), ([onsets[0], *onsets[:-1]], "same onset"),
+                            ([t * (1.5 if t > 10 * tr else 1.0) for t in onsets], "unevenly spaced"),
+                            ([2 * t for t in onsets], "apart but the TR is")):
+        sidecar_path.write_text(json.dumps({**sidecar, "VolumeTiming": timing}))
+        status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+        assert status == 2 and message in err, err
