@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.cohort import read_cohort
+from ..io.cohort import cohort_record, read_cohort
 from ..segmentation.model_bundle import DEFAULT_MODELS, load_model
 from ..segmentation.network import LAYERS
 from ..validation.crossval import out_of_fold_scores
@@ -156,7 +156,7 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
         record = {"segmentation_model": Path(settings.model).name, "modalities": list(model.modalities),
                   "segmentation_key": model_key(model, settings.model, options),
                   "layer": settings.layer, "descriptor_options": options.as_dict(),
-                  "training_cohort": {"folder": str(cohort_dir), "patients": len(cases), "mutant": int(y.sum())},
+                  "training_cohort": {**cohort_record(cohort_dir), "patients": len(cases), "mutant": int(y.sum())},
                   "metrics": {f"{settings.validation}_simulated": multi_result.metrics},
                   "note": "Trained on simulated patients (digital phantom); for research, not diagnosis."}
         DlrModel.from_pipeline(pipeline, multi_scores, y, settings.layer, record).save(save_model)

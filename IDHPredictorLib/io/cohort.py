@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,22 @@ def _check_row(path: Path, line: int, row: dict[str, str]) -> None:
     except ValueError:
         raise InputError(path, f"line {line}: diagnosis_date {row['diagnosis_date']!r} is not a date",
                          "Use ISO dates, YYYY-MM-DD") from None
+
+
+PHANTOM_RECORD = "phantom.json"  # written by the phantom beside clinical.csv
+
+
+def cohort_record(cohort_dir: str | Path) -> dict[str, object]:
+    """What a bundle records of its training cohort: the folder and, for a simulated cohort, the
+    phantom's own record of its options and code version (so nothing is described by hand)."""
+    record: dict[str, object] = {"folder": str(cohort_dir)}
+    phantom = Path(cohort_dir) / PHANTOM_RECORD
+    if phantom.is_file():
+        try:
+            record["phantom"] = json.loads(phantom.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(phantom, f"is not valid JSON ({error})", "Regenerate the cohort, or delete the file") from None
+    return record
 
 
 def case_folders(cohort_dir: str | Path) -> list[Path]:

@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from ..io.cohort import read_cohort
+from ..io.cohort import cohort_record, read_cohort
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
@@ -149,6 +149,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     if save_model is not None:
         cv_metrics = {r.name: r.metrics for r in results if r.validation == "cv"}
         save_perfusion_model(save_model, final, {"training": settings.training.as_dict(), "history": history,
-                                                 "training_cohort": {"folder": str(cohort_dir), "patients": int(len(development))},
+                                                 "training_cohort": {**cohort_record(cohort_dir),
+                                                                     "patients": int(len(development))},
                                                  "metrics": {"cv_simulated": cv_metrics}})
     return {"results": results, **summary, "analysed": cohort}

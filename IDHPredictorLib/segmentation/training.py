@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.case import read_case
-from ..io.cohort import case_folders
+from ..io.cohort import case_folders, cohort_record
 from .augment import randomise
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, extract_patches, network_input, pad_for_patches
@@ -238,7 +238,7 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
         "description": "Tumour segmentation CNN of Li et al. 2017 (after Pereira et al. 2016), 2-D axial 33x33 patches",
         "trained_on": "SIMULATED patients (IDHPredictor digital phantom), not real MRI",
         "normalisation": "per case and channel: z-score inside the brain (non-zero voxels), 0 outside",
-        "training": {"cohort": str(cohort_dir), "cases": [c.case_id for c in train_cases],
+        "training": {"cohort": cohort_record(cohort_dir), "cases": [c.case_id for c in train_cases],
                      "validation_cases": sorted(validation_ids), "options": {**asdict(options), "modalities": list(options.modalities)},
                      "device": str(device), "history": state.history,
                      "date": dt.date.today().isoformat()},

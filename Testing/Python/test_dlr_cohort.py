@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from IDHPredictorLib.dlr.cache import cohort_descriptors
 from IDHPredictorLib.dlr.descriptors import DescriptorOptions, deep_descriptors
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
+from IDHPredictorLib.phantom.cohort import PhantomOptions
 from IDHPredictorLib.segmentation.model_bundle import load_model, save_model
 from IDHPredictorLib.segmentation.network import LAYERS, Architecture, SegmentationCNN
 from IDHPredictorLib.validation.metrics import METRIC_KEYS
@@ -89,7 +91,10 @@ def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: py
     assert main(["dlr", str(small_cohort), "--out", str(out), "--model", str(segmentation), "--no-single-modality",
                  "--k", "8", "--components", "4", "--cache", str(tmp_path / "cache"),
                  "--save-model", str(models / "dlr")]) == 0
-    provenance = json.loads((models / "dlr" / "model.json").read_text())["provenance"]
+    record = json.loads((models / "dlr" / "model.json").read_text())
+    provenance, cohort = record["provenance"], record["training_cohort"]
+    assert cohort["folder"] == str(small_cohort) and cohort["patients"] == 6
+    assert cohort["phantom"]["options"] == asdict(PhantomOptions(cases=6, seed=11, size="small"))  # conftest's cohort
     assert provenance["command"].startswith("idh-predictor dlr ") and str(small_cohort) in provenance["command"]
     assert provenance["library_version"] and provenance["created_utc"]
     report = json.loads((out / "report.json").read_text())
