@@ -113,9 +113,8 @@ def _diagnosis_date(rng: np.random.Generator) -> str:
 def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: SimulatedDsc) -> None:
     folder.mkdir(parents=True)
     for name, image in images.items():
-        sitk.WriteImage(image, str(folder / f"{cid}_{name}.nii.gz"), useCompression=True, compressionLevel=1)
-    # fastest gzip level: about as small for these images, and writing was a third of the time per patient
-    sitk.WriteImage(dsc.image(), str(folder / f"{cid}_dsc.nii.gz"), useCompression=True, compressionLevel=1)
+        sitk.WriteImage(image, str(folder / f"{cid}_{name}.nii.gz"), useCompression=True)
+    sitk.WriteImage(dsc.image(), str(folder / f"{cid}_dsc.nii.gz"), useCompression=True)
     aif_points = dsc.grid.physical_points(np.asarray(dsc.aif_voxels))
     sidecar = {
         "RepetitionTime": dsc.repetition_time_s,
