@@ -50,7 +50,7 @@ def _phantom(args: argparse.Namespace) -> None:
     from .phantom.preview import find_real_case, write_preview
 
     options = PhantomOptions(cases=args.cases, seed=args.seed, size=args.size, effect=args.effect, mix=args.mix,
-                             permute_labels=args.permute_labels)
+                             permute_labels=args.permute_labels, mutant_fraction=args.mutant_fraction)
     try:
         options.validate()
     except ValueError as error:
@@ -96,7 +96,7 @@ def check_plausible(case: Case) -> None:
     import numpy as np
     import SimpleITK as sitk
 
-    from .perfusion.kinetics import check_bolus_position
+    from .perfusion.kinetics import bolus_arrival, check_bolus_position
     from .preprocessing.brain import detect_brain
     from .segmentation.checks import check_tumour
 
@@ -107,7 +107,9 @@ def check_plausible(case: Case) -> None:
         quality.raise_if_failed(case.files.get("seg", case.folder))
     if case.dsc is not None:
         frames = case.dsc.frames.astype(np.float32)
-        check_bolus_position(frames[:, frames[1:4].mean(axis=0) > 0].mean(axis=1), case.dsc.source)
+        brain_curve = frames[:, frames[1:4].mean(axis=0) > 0].mean(axis=1)
+        bolus_arrival(brain_curve, case.dsc.source)  # refuses a series with no bolus, as predict does
+        check_bolus_position(brain_curve, case.dsc.source)
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -183,13 +185,16 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def check_output_paths(case_dir: str | Path, outputs: list[Path], folders: tuple[Path, ...] = ()) -> None:
-    """Before any work: refuse output files that are one of the case's inputs, existing folders or
+    """Before any work: refuse output files that are one of the case's inputs (images, label map,
+    JSON sidecars), existing folders or
     names without an image extension, and output locations that cannot be written."""
     from .io.case import find_case_files
+    from .io.dsc import sidecar_path
     from .io.images import IMAGE_SUFFIXES
 
     _, files = find_case_files(case_dir)
     inputs = {path.resolve() for path in files.values()} | {Path(case_dir).resolve()}
+    inputs |= {sidecar_path(path).resolve() for path in files.values() if sidecar_path(path).is_file()}  # TR, TE
     for output in [*outputs, *folders]:
         if output.resolve() in inputs:
             raise InputError(output, "is one of the case's inputs", "Write the output to another path")
@@ -265,6 +270,8 @@ def _dlr(args: argparse.Namespace) -> None:
     from .dlr.permutation import permutation_text
 
     check_output_folder(Path(args.out))
+    if args.cache:
+        check_output_folder(Path(args.cache))
     if args.save_model:
         check_output_folder(Path(args.save_model), replaced_if_marked="model.json")
 
@@ -349,8 +356,8 @@ def _demo(args: argparse.Namespace) -> None:
     if args.cases is not None and args.cases < 12:
         raise SystemExit("idh-predictor demo: --cases must be at least 12 (folds need both genotypes)")
     workers = args.workers or min(4, os.cpu_count() or 1)
-    settings = DemoSettings.quick(args.cases, workers) if args.quick else \
-        DemoSettings(**({"cases": args.cases} if args.cases else {}), workers=workers)
+    settings = DemoSettings.quick(args.cases, workers, args.seed) if args.quick else \
+        DemoSettings(**({"cases": args.cases} if args.cases else {}), workers=workers, seed=args.seed)
     started = time.perf_counter()
     report = run_demo(args.out, settings, lambda name: tqdm_progress(name), " ".join(["idh-predictor", *sys.argv[1:]]))
     print(f"report: {report} ({time.perf_counter() - started:.0f} s)")
@@ -417,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--effect", type=float, default=1.0, help="genotype effect size (0 none, 1 literature)")
     phantom.add_argument("--mix", choices=("choi", "li"), default="choi",
                          help="grade/genotype mix: choi (grades II-IV), li (grade II, 74%% mutant)")
+    phantom.add_argument("--mutant-fraction", type=float, default=None,
+                         help="share of IDH-mutant patients (default: the mix's prevalence; 0.5 for a balanced sample)")
     phantom.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels (leakage check)")
     phantom.add_argument("--traits-only", action="store_true",
                          help="write only clinical.csv (the same rows as the full cohort for this seed), no images")
@@ -527,9 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole pipeline on a fresh phantom cohort -> report.html")
     demo.add_argument("--out", default="demo", help="output folder (default: demo)")
-    demo.add_argument("--cases", type=int, help="cohort size (default 48; 16 with --quick)")
+    demo.add_argument("--cases", type=int, help="cohort size (default 48; 24 with --quick)")
     demo.add_argument("--quick", action="store_true",
-                      help="16 patients, 5-fold instead of LOOCV, no layer comparison or FLAIR-only DLR: a first try in minutes")
+                      help="24 patients (12 IDH-mutant), 5-fold instead of LOOCV, no layer comparison, FLAIR-only DLR or "
+                      "radiomics baseline: a first try in minutes")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="phantom and model seed (default 0)")
     demo.add_argument("--workers", type=positive_int, help="parallel processes (default: one per core, max 4)")
     demo.set_defaults(run=_demo)
     return parser

@@ -105,7 +105,8 @@ def read_case(folder: str | Path, modalities: tuple[str, ...] = MODALITIES, labe
     if missing:
         wanted = ", ".join(f"{case_id}{NAMING[m][0]}.nii.gz" for m in missing)
         raise InputError(folder, f"missing modality {', '.join(missing)}",
-                         f"Add {wanted} (or BraTS 2023 names), or use a model bundle (--model) that needs fewer modalities")
+                         f"Add {wanted} (or BraTS 2023 names), or segment with a model bundle that needs fewer "
+                         "modalities (segment --model)")
     images = {m: sitk.Cast(read_image(files[m]), sitk.sitkFloat32) for m in modalities}
     case = Case(case_id, Path(folder), images, files={k: v for k, v in files.items()})
     reference = case.reference

@@ -107,7 +107,8 @@ def read_dsc_series(path: str | Path, repetition_time_s: float | None = None,
         tr = image.GetSpacing()[3]
         if tr in (0.0, 1.0):  # what readers report when the file stores no time step
             raise InputError(path, "TR unknown: no sidecar JSON and the file stores no time step",
-                             f"Add {sidecar_path(path).name} with RepetitionTime and EchoTime (seconds), or pass TR")
+                             f"Add {sidecar_path(path).name} with RepetitionTime and EchoTime (seconds) beside it "
+                             "(in Slicer: the TR field of the Perfusion panel)")
         log.warning("%s: no TR given and no sidecar JSON; using the 4th voxel spacing, %.3f s", path, tr)
     te = echo_time_s or sidecar.get("EchoTime") or header_te
     check_timing(path, float(tr), None if te is None else float(te), image.GetSize()[3])

@@ -90,7 +90,8 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
     """
     if dsc.echo_time_s is None:
         raise InputError(dsc.source, "echo time (TE) unknown: delta-R2* needs it",
-                         "Add EchoTime (seconds) to the JSON sidecar or pass it explicitly")
+                         "Add EchoTime (seconds) to the DSC series' JSON sidecar (in Slicer: the TE field of the "
+                         "Perfusion panel)")
     geometry = dsc.frame_geometry()
     signal = dsc.frames.astype(np.float32)
     transform = dsc_to_structural(dsc, brain) if register else None

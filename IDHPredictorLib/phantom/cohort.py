@@ -34,6 +34,7 @@ class PhantomOptions:
     effect: float = 1.0
     mix: str = "choi"           # grade/genotype mix: "choi" (grades II-IV) or "li" (grade II only)
     permute_labels: bool = False
+    mutant_fraction: float | None = None  # None: the mix's own prevalence; 0.5: a balanced case-control sample
 
     def validate(self) -> None:
         """Reject impossible options with a message that says what is allowed."""
@@ -45,6 +46,8 @@ class PhantomOptions:
             raise ValueError(f"--mix must be one of {sorted(GRADE_MIX)} (got {self.mix!r})")
         if self.effect < 0:
             raise ValueError(f"--effect must be >= 0 (got {self.effect})")
+        if self.mutant_fraction is not None and not 0.0 < self.mutant_fraction < 1.0:
+            raise ValueError(f"--mutant-fraction must lie between 0 and 1 (got {self.mutant_fraction})")
 
 
 def case_id(index: int) -> str:
@@ -53,10 +56,12 @@ def case_id(index: int) -> str:
 
 
 def genotypes(options: PhantomOptions) -> list[bool]:
-    """IDH-mutant flags: the mix's prevalence rounded to whole patients (at least one of each
-    class when there are two or more cases), in a seeded random order."""
+    """IDH-mutant flags: the mix's prevalence (or ``mutant_fraction``) rounded to whole patients
+    (at least one of each class when there are two or more cases), in a seeded random order.
+    Grades and traits are drawn per genotype either way, so only the class balance changes."""
     mix = GRADE_MIX[options.mix]
-    prevalence = sum(mix["mutant"]) / (sum(mix["mutant"]) + sum(mix["wildtype"]))
+    prevalence = options.mutant_fraction if options.mutant_fraction is not None else \
+        sum(mix["mutant"]) / (sum(mix["mutant"]) + sum(mix["wildtype"]))
     mutants = int(round(prevalence * options.cases))
     if options.cases >= 2:
         mutants = min(max(mutants, 1), options.cases - 1)

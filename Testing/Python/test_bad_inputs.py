@@ -235,10 +235,12 @@ def test_every_option_named_in_a_message_exists() -> None:
 
     parser = build_parser()
     options = {o for a in parser._actions for o in a.option_strings}
+    per_command: dict[str, set[str]] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for command in action.choices.values():
-                options.update(o for a in command._actions for o in a.option_strings)
+            for name, command in action.choices.items():
+                per_command[name] = {o for a in command._actions for o in a.option_strings}
+                options.update(per_command[name])
     library = Path(__file__).resolve().parents[2] / "IDHPredictorLib"
     suggested = {}
     for path in library.rglob("*.py"):
@@ -253,6 +255,9 @@ def test_every_option_named_in_a_message_exists() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in program_arguments:
                 for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
                     suggested.setdefault(option, path.name)
+                for command, option in re.findall(r"\b([a-z][a-z-]*) (--[a-z][a-z0-9-]*)", node.value):
+                    if command in per_command and option not in per_command[command]:
+                        suggested[f"{command} {option}"] = path.name  # named with a command that lacks it
     assert suggested, "no message names an option: the scan is broken"
     unknown = {option: where for option, where in suggested.items() if option not in options}
     assert not unknown, f"messages suggest options no command has: {unknown}"
@@ -355,3 +360,35 @@ def test_dsc_frame_order_comes_from_the_sidecar_volume_timing(small_cohort: Path
         sidecar_path.write_text(json.dumps({**sidecar, "VolumeTiming": timing}))
         status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
         assert status == 2 and message in err, err
+
+
+def test_json_sidecars_and_the_descriptor_cache_are_checked_before_any_work(small_cohort: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    """A report or prediction written over the DSC sidecar (TR, TE) is refused like one over an
+    image; a --cache that is a file is refused before descriptors are computed."""
+    case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
+    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    sidecar = case / f"{case.name}_dsc.json"
+    shutil.copy(source / sidecar.name, sidecar)
+    before = sidecar.read_bytes()
+    status, err = _run(["segment", str(case), "--out", str(tmp_path / "s.nii.gz"), "--report", str(sidecar)], capsys)
+    assert status == 2 and "is one of the case's inputs" in err
+    model = Path(__file__).resolve().parents[2] / "Resources" / "models" / "perfusion-lstm"
+    status, err = _run(["predict", str(case), "--skip-dlr", "--perfusion-model", str(model), "--out", str(sidecar)], capsys)
+    assert status == 2 and "is one of the case's inputs" in err and sidecar.read_bytes() == before
+    (tmp_path / "afile").write_text("not a folder")
+    status, err = _run(["dlr", str(small_cohort), "--out", str(tmp_path / "dlr"), "--cache", str(tmp_path / "afile" / "c")],
+                       capsys)
+    assert status == 2 and "cannot be written" in err
+
+
+def test_validate_refuses_a_dsc_series_without_a_bolus(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
+    dsc_path = case / f"{case.name}_dsc.nii.gz"
+    dsc = sitk.ReadImage(str(dsc_path))
+    frames = sitk.GetArrayFromImage(dsc)
+    flat = sitk.GetImageFromArray(np.ascontiguousarray(np.repeat(frames[:1], len(frames), axis=0)), isVector=False)
+    flat.CopyInformation(dsc)
+    sitk.WriteImage(flat, str(dsc_path))
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "no contrast bolus" in err
