@@ -101,6 +101,18 @@ def test_traits_only_writes_the_full_cohorts_rows(tmp_path: Path) -> None:
     assert _clinical(tmp_path / "traits") == _clinical(full)
 
 
+def test_mutant_fraction_sets_the_class_balance_and_nothing_else(tmp_path: Path) -> None:
+    """--mutant-fraction 0.5 gives a balanced sample; a patient drawn as the same genotype keeps
+    the traits of the default cohort (traits come from the patient's own stream)."""
+    default, balanced = (clinical_table(PhantomOptions(cases=24, seed=5, size="small", mutant_fraction=f))
+                         for f in (None, 0.5))
+    assert sum(row["idh"] == "mutant" for _, row in default) == round(24 * 125 / 463)  # Choi et al. 2019 prevalence
+    assert sum(row["idh"] == "mutant" for _, row in balanced) == 12
+    same = [(a, b) for (_, a), (_, b) in zip(default, balanced) if a["idh"] == b["idh"]]
+    assert same and all(a == b for a, b in same)
+    assert main(["phantom", "--traits-only", "--cases", "4", "--mutant-fraction", "1.5", "--out", str(tmp_path)]) == 2
+
+
 def test_effect_zero_removes_the_genotype_link() -> None:
     table = clinical_table(PhantomOptions(cases=400, seed=3, size="small", effect=0.0))
     mutant = np.array([row["idh"] == "mutant" for _, row in table])
