@@ -34,14 +34,23 @@ def write_bundle(folder: str | Path, kind: str, metadata: dict, files: dict[str,
 COMMAND_LINE: list[str] | None = None
 
 
+# The code version when the running command started (set by ``cli.main``): a long training run
+# must record the code it ran with, not what the checkout holds when it ends.
+CODE_AT_START: dict[str, object] | None = None
+
+
+def code_version() -> dict[str, object]:
+    """Library version and git commit of the source tree when it is a checkout (with "+changes"
+    when it has uncommitted edits)."""
+    return {"library_version": __version__, "git_commit": _git_commit(Path(__file__).resolve().parents[1])}
+
+
 def provenance() -> dict[str, object]:
     """How a bundle was made, recorded by the code that made it (never edited by hand): the
-    command line, the library version, the git commit of the source tree when it is a checkout
-    (with "+changes" when it has uncommitted edits) and the time."""
+    command line, the code version (at the command's start when run from the CLI) and the time."""
     import datetime as dt
 
-    return {"command": " ".join(COMMAND_LINE) if COMMAND_LINE else "Python API", "library_version": __version__,
-            "git_commit": _git_commit(Path(__file__).resolve().parents[1]),
+    return {"command": " ".join(COMMAND_LINE) if COMMAND_LINE else "Python API", **(CODE_AT_START or code_version()),
             "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")}
 
 

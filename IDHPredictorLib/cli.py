@@ -553,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import bundle
 
     bundle.COMMAND_LINE = ["idh-predictor", *(sys.argv[1:] if argv is None else argv)]
+    bundle.CODE_AT_START = bundle.code_version()
     PROGRESS_LINES = args.progress_lines
     if PROGRESS_LINES:  # run by a parent that may cancel: unwind on SIGTERM so partial outputs are removed
         import signal
