@@ -139,6 +139,5 @@ def test_shipped_dlr_bundle_loads_and_names_its_network() -> None:
     model = DlrModel.load(DEFAULT_DLR_MODEL)
     assert model.record["segmentation_model"] == "segmentation-flair-t1ce" and model.record["layer"] == "conv6"
     assert model.means.shape == (64, 128) and len(model.columns) == len(model.coef) == len(model.feature_names)
-    assert model.record["metrics"]["loocv_simulated"]["auc"]["value"] > 0.8
     vector_size = 2 * model.means.size
     assert model.columns.max() < vector_size

@@ -249,7 +249,6 @@ def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path) ->
 
     result = predict_perfusion(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], DEFAULT_PERFUSION_MODEL)
     assert 0 <= result["idh_mutant_probability"] <= 1 and "simulated" in result["note"]
-    assert result["model_metrics"]["cv_simulated"]["Attention-LSTM"]["auc"]["value"] > 0.7
 
 
 def test_dsc_files_without_time_axis_or_tr_are_refused(small_cohort: Path, tmp_path: Path) -> None:
