@@ -170,7 +170,8 @@ def run_demo(out: str | Path, settings: DemoSettings, progress: ProgressFactory,
     if not settings.single_modality:
         dlr = replace(dlr, single_modality_model=None)
     reports: dict[str, list[EvaluationResult]] = {}
-    reports["dlr_main"] = clock.run(f"DLR {settings.validation} (+ radiomics, permutation test)", lambda: evaluate_dlr(
+    stage = f"DLR {settings.validation} ({'+ radiomics, ' if settings.radiomics else ''}permutation test)"
+    reports["dlr_main"] = clock.run(stage, lambda: evaluate_dlr(
         cohort, out / "dlr-main", replace(dlr, permutation_shuffles=PERMUTATION_SHUFFLES), progress))
     reports["dlr_temporal"] = clock.run("DLR temporal split", lambda: evaluate_dlr(
         cohort, out / "dlr-temporal", replace(dlr, validation="temporal"), progress))
