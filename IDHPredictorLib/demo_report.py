@@ -116,14 +116,14 @@ def write_html(folder: Path, record: dict) -> Path:
         [f"DLR, {permutation['folds']}-fold CV, {permutation['shuffles']} shuffles", f"{permutation['observed_auc']:.3f}",
          f"mean {permutation['null_mean']:.3f}, sd {permutation['null_sd']:.3f} (range {min(null):.2f}-{max(null):.2f})",
          f"{permutation['p_value']:.3f}", "passed" if leakage_verdict(permutation) else "FAILED"],
-        ["Perfusion LSTM, 5-fold CV, 1 shuffle", "see above", metric_cell(perf_perm), "",
-         "within 0.5 ± 0.12" if perf_perm["value"] is not None and abs(perf_perm["value"] - 0.5) <= 0.12 else "outside 0.5 ± 0.12"],
+        ["Perfusion LSTM, 5-fold CV, 1 shuffle", "see above", metric_cell(perf_perm), "", "no verdict (smoke test)"],
     ], "permutation"))
     parts.append("<p>With shuffled labels nothing can be learnt, so the AUCs under shuffling must centre on 0.5. The DLR "
                  "test refits selection and SVM under every shuffle, reusing each fold's Fisher vectors (the GMM never sees "
                  "a label); it passes when the mean of the shuffled AUCs lies within three standard errors of 0.5. "
                  "The LSTM is retrained per shuffle, so it gets one shuffle here, whose AUC varies by about ± 0.12 at "
-                 "this size: only gross leakage would show.</p>")
+                 "48 patients and more at fewer (0.16-0.51 over three seeds of the 24-patient quick demo): a smoke test "
+                 "that the run completes with shuffled labels, with no pass or fail.</p>")
 
     parts.append("<h2>One new patient, end to end</h2>")
     parts.append(_table(["Quantity", "Value"], [
