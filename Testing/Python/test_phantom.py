@@ -27,7 +27,10 @@ def _read(folder: Path, name: str) -> np.ndarray:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes; phantom.json (the run's record, with its time) as its options only."""
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    files["phantom.json"] = json.dumps(json.loads(files["phantom.json"])["options"]).encode()
+    return files
 
 
 def _clinical(root: Path) -> list[dict[str, str]]:
