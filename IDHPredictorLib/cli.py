@@ -578,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"idh-predictor: internal error in '{args.command}': {type(error).__name__}: {error}. "
               f"Full traceback: {log}. Please report it with that file.", file=sys.stderr)
         return 1
+    finally:  # later library calls in the same process (tests, notebooks) must not claim this command
+        bundle.COMMAND_LINE = bundle.CODE_AT_START = None
     return 0
 
 
