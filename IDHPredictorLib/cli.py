@@ -186,15 +186,15 @@ def _segment(args: argparse.Namespace) -> None:
 
 def check_output_paths(case_dir: str | Path, outputs: list[Path], folders: tuple[Path, ...] = ()) -> None:
     """Before any work: refuse output files that are one of the case's inputs (images, label map,
-    JSON sidecars), existing folders or
-    names without an image extension, and output locations that cannot be written."""
+    JSON sidecars), existing folders or names without an image extension, and output locations
+    that cannot be written."""
     from .io.case import find_case_files
     from .io.dsc import sidecar_path
     from .io.images import IMAGE_SUFFIXES
 
     _, files = find_case_files(case_dir)
     inputs = {path.resolve() for path in files.values()} | {Path(case_dir).resolve()}
-    inputs |= {sidecar_path(path).resolve() for path in files.values() if sidecar_path(path).is_file()}  # TR, TE
+    inputs |= {sidecar.resolve() for sidecar in map(sidecar_path, files.values()) if sidecar.is_file()}  # TR, TE
     for output in [*outputs, *folders]:
         if output.resolve() in inputs:
             raise InputError(output, "is one of the case's inputs", "Write the output to another path")
