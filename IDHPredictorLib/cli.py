@@ -136,13 +136,19 @@ def print_quality(quality: QualityReport) -> None:
 
 def _train_segmentation(args: argparse.Namespace) -> None:
     from .segmentation.training import TrainingOptions, train
+    from .segmentation.volumetric import VolumetricOptions, train_volumetric
 
-    options = TrainingOptions(modalities=tuple(args.modalities), fc_width=args.fc_width, epochs=args.epochs,
-                              patches_per_epoch=args.patches_per_epoch, seed=args.seed, device=args.device,
-                              randomise=not args.no_randomise)
     with tqdm(desc="training", bar_format="{desc} [{elapsed}]") as bar:
-        record = train(args.cohort, args.out, options, resume=args.resume, stop_after=args.stop_after,
-                       progress=bar.set_description_str)
+        if args.network == "segresnet":
+            options = VolumetricOptions(modalities=tuple(args.modalities), steps=args.steps, seed=args.seed,
+                                        device=args.device, max_minutes=args.max_minutes)
+            record = train_volumetric(args.cohort, args.out, options, progress=bar.set_description_str)
+        else:
+            options = TrainingOptions(modalities=tuple(args.modalities), fc_width=args.fc_width, epochs=args.epochs,
+                                      patches_per_epoch=args.patches_per_epoch, seed=args.seed, device=args.device,
+                                      randomise=not args.no_randomise, max_minutes=args.max_minutes)
+            record = train(args.cohort, args.out, options, resume=args.resume, stop_after=args.stop_after,
+                           progress=bar.set_description_str)
     dice = record["metrics"]["validation_simulated"]["dice"]
     print(f"wrote {args.out}; validation Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
 
@@ -460,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <out>.checkpoint.pt")
     train.add_argument("--stop-after", type=int, help="end this run after N epochs (resume later)")
     train.add_argument("--no-randomise", action="store_true", help="switch off domain randomisation")
+    train.add_argument("--network", choices=("li2017", "segresnet"), default="li2017",
+                       help="li2017: the paper's 2-D patch CNN; segresnet: MONAI's 3-D SegResNet (needs monai)")
+    train.add_argument("--steps", type=positive_int, default=3000, help="segresnet: training steps (2 crops each)")
+    train.add_argument("--max-minutes", type=float,
+                       help="end training after this wall time (li2017: after the epoch in progress)")
     train.set_defaults(run=_train_segmentation)
 
     segment = commands.add_parser("segment", help="segment a case with a model bundle")

@@ -57,6 +57,17 @@ def network_input(case: Case, modalities: tuple[str, ...], with_labels: bool = T
     return NetworkInput(channels, box, brain[box], classes, arrays[0].shape)
 
 
+def tissue_map(data: NetworkInput) -> np.ndarray:
+    """(z, y, x) uint8 classes for domain randomisation: tumour classes 1-3, the rest of the brain
+    split into terciles of channel 0 (4-6), 0 outside; needs ``data.classes``."""
+    tissue = np.zeros(data.classes.shape, np.uint8)
+    reference = data.channels[0]
+    cuts = np.percentile(reference[data.brain], [33.3, 66.7])
+    tissue[data.brain] = 4 + np.digitize(reference[data.brain], cuts)
+    tissue[data.classes > 0] = data.classes[data.classes > 0]
+    return tissue
+
+
 def axial_case(case: Case, modalities: tuple[str, ...]) -> Case:
     """``case`` without labels, its ``modalities`` (and brain mask) permuted/flipped to LPS axes, so
     that numpy axis 0 runs inferior-superior and the network sees axial slices."""

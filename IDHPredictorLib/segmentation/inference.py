@@ -74,7 +74,7 @@ def predict_labels(model: SegmentationCNN, channels: np.ndarray, brain: np.ndarr
     return labels
 
 
-def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case, postprocessing: bool = True,
+def segment_case(model: torch.nn.Module, modalities: tuple[str, ...], case: Case, postprocessing: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> sitk.Image:
     """Segment ``case``: labels 1/2/4 on the case's reference grid (same origin, spacing, direction).
 
@@ -87,10 +87,15 @@ def segment_case(model: SegmentationCNN, modalities: tuple[str, ...], case: Case
     return _labels_on_grid(_box_labels(model, data, postprocessing, progress), data, axial.reference, case.reference)
 
 
-def _box_labels(model: SegmentationCNN, data: NetworkInput, postprocessing: bool,
+def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool,
                 progress: Callable[[int, int], None] | None) -> np.ndarray:
     """Labels of the brain box (axial LPS axes), post-processed and kept inside the brain."""
-    box_labels = predict_labels(model, data.channels, data.brain, progress)
+    if isinstance(model, SegmentationCNN):
+        box_labels = predict_labels(model, data.channels, data.brain, progress)
+    else:
+        from .volumetric import predict_volume_labels
+
+        box_labels = predict_volume_labels(model, data.channels, data.brain)
     if postprocessing and box_labels.any():
         box_labels = postprocess(box_labels)
         box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge

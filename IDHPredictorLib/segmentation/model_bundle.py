@@ -22,11 +22,16 @@ DEFAULT_BUNDLES = ("segmentation-flair-t1ce", "segmentation-flair")
 
 @dataclass
 class SegmentationModel:
-    """A loaded bundle: the network, its input modalities and its model.json record."""
+    """A loaded bundle: the network (the paper's 2-D CNN or a 3-D ``volumetric`` network), its
+    input modalities and its model.json record."""
 
-    network: SegmentationCNN
+    network: torch.nn.Module
     modalities: tuple[str, ...]
     record: dict
+
+    @property
+    def is_volumetric(self) -> bool:
+        return not isinstance(self.network, SegmentationCNN)
 
 
 def save_model(folder: str | Path, network: SegmentationCNN, modalities: tuple[str, ...], metadata: dict) -> Path:
@@ -36,23 +41,45 @@ def save_model(folder: str | Path, network: SegmentationCNN, modalities: tuple[s
     return write_bundle(folder, KIND, record, {WEIGHTS: lambda path: torch.save(state, path)})
 
 
+def save_volumetric_model(folder: str | Path, network: torch.nn.Module, architecture: object,
+                          modalities: tuple[str, ...], metadata: dict) -> Path:
+    """Write a 3-D network's bundle; weights in float16 (half the size, no measurable change in labels)."""
+    record = {"architecture": architecture.as_dict(), "modalities": list(modalities), **metadata}
+    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+             for k, v in network.state_dict().items()}
+    return write_bundle(folder, KIND, record, {WEIGHTS: lambda path: torch.save(state, path)})
+
+
+def _build(record: dict) -> torch.nn.Module:
+    """The network a record's architecture describes (2-D CNN unless its ``type`` says otherwise)."""
+    fields = dict(record["architecture"])
+    if fields.get("type", "li2017") == "li2017":
+        fields.pop("type", None)
+        network: torch.nn.Module = SegmentationCNN(Architecture(**fields))
+    else:
+        from .volumetric import VolumetricArchitecture, build_network
+
+        network = build_network(VolumetricArchitecture(**fields))
+    return network
+
+
 def load_model(folder: str | Path, device: torch.device | str = "cpu") -> SegmentationModel:
     """Load a bundle; a corrupt or mismatched one raises ``InputError`` naming it."""
     folder = Path(folder)
     record = read_bundle(folder, KIND)
     try:
-        architecture = Architecture(**record["architecture"])
+        network = _build(record)
         modalities = tuple(record["modalities"])
+        in_channels = record["architecture"]["in_channels"]
     except (KeyError, TypeError) as error:
         raise InputError(folder / "model.json", f"has no valid architecture/modalities ({error})",
                          "Re-train the bundle") from error
-    if len(modalities) != architecture.in_channels:
-        raise InputError(folder / "model.json", f"{len(modalities)} modalities for {architecture.in_channels} channels",
+    if len(modalities) != in_channels:
+        raise InputError(folder / "model.json", f"{len(modalities)} modalities for {in_channels} channels",
                          "Re-train the bundle")
-    network = SegmentationCNN(architecture)
     try:
         state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-        network.load_state_dict(state)
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
         detail = str(error).strip().splitlines()[0][:160]
         raise InputError(folder / WEIGHTS, f"weights do not load into the recorded architecture ({detail})",

@@ -19,7 +19,7 @@ from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
 from .augment import randomise
 from .checks import input_statistics, intensity_quantiles
-from .data import NetworkInput, extract_patches, network_input, pad_for_patches
+from .data import NetworkInput, extract_patches, network_input, pad_for_patches, tissue_map
 from .evaluation import region_metrics
 from .inference import choose_device, predict_labels
 from .model_bundle import save_model
@@ -52,6 +52,7 @@ class TrainingOptions:
     randomise: bool = True
     seed: int = 0
     device: str = "auto"
+    max_minutes: float | None = None  # end after the epoch that passes this wall time
 
 
 @dataclass
@@ -76,16 +77,12 @@ class TrainingState:
 
 
 def prepare_case(case_id: str, data: NetworkInput) -> TrainingCase:
-    """Tissue map: tumour classes 1-3, background brain split into terciles of channel 0 (4-6)."""
+    """Padded channels and tissue map (``data.tissue_map``) with the sites tiles are sampled around."""
     classes = data.classes
-    tissue = np.zeros(classes.shape, np.uint8)
-    reference = data.channels[0]
-    cuts = np.percentile(reference[data.brain], [33.3, 66.7])
-    tissue[data.brain] = 4 + np.digitize(reference[data.brain], cuts)
-    tissue[classes > 0] = classes[classes > 0]
     sites = [np.argwhere(classes == c) for c in (1, 2, 3)]
     return TrainingCase(case_id, pad_for_patches(data.channels, PAD),
-                        np.pad(tissue, ((0, 0), (PAD, PAD), (PAD, PAD))), np.argwhere(data.brain), sites, classes)
+                        np.pad(tissue_map(data), ((0, 0), (PAD, PAD), (PAD, PAD))), np.argwhere(data.brain), sites,
+                        classes)
 
 
 def sample_tiles(cases: list[TrainingCase], rng: np.random.Generator, size: int,
@@ -232,6 +229,8 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
         if progress is not None:
             progress(f"epoch {epoch + 1}/{options.epochs} loss {np.mean(losses):.3f} validation Dice "
                      + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+        if options.max_minutes is not None and time.perf_counter() - started > 60 * options.max_minutes:
+            break
     network.load_state_dict(best_weights)
     best = max(state.history, key=lambda h: np.mean(list(h["validation_dice"].values())) if h["validation_dice"] else 0)
     metadata = {
