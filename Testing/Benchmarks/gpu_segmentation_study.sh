@@ -3,14 +3,18 @@
 # simulated cases, on one GPU, each time-boxed. Dice on the real cases is then measured on the CPU
 # with `idh-predictor evaluate-segmentation ../shared/realdata --model OUT/seg2d|seg3d`.
 # Environment: OUT (bundles and logs), CASES, MINUTES (training wall time per network), STEPS,
-# EPOCHS, PATCHES (2-D patches per epoch), WORKERS; a .whl folder with SimpleITK and MONAI wheels
-# is installed first when present (a bare GPU machine lacks them).
+# EPOCHS, PATCHES (2-D patches per epoch), WORKERS. A bare GPU machine lacks SimpleITK, MONAI,
+# nibabel and nilearn's MNI maps: a .whl folder with wheels and/or site-*.tar.xz archives (unpacked
+# site-packages) is installed first when present.
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu-study}; CASES=${CASES:-48}; MINUTES=${MINUTES:-5}; STEPS=${STEPS:-4000}
 EPOCHS=${EPOCHS:-10}; PATCHES=${PATCHES:-777600}; WORKERS=${WORKERS:-16}
 mkdir -p "$OUT"
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  mkdir -p /tmp/site
+  for f in .whl/*.tar.xz; do [ -e "$f" ] && tar -xJf "$f" -C /tmp/site; done
+  for f in .whl/*.whl; do [ -e "$f" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site "$f"; done
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1
