@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.cohort import cohort_record, read_cohort
-from ..segmentation.model_bundle import DEFAULT_MODELS, load_model
+from ..segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank
 from ..segmentation.network import LAYERS
 from ..validation.crossval import out_of_fold_scores
 from ..validation.metrics import metrics_with_ci
@@ -108,7 +108,7 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
     stage = progress or (lambda _name: None)
     results = []
 
-    model = load_model(settings.model)
+    model = load_filter_bank(settings.model)
     layers = LAYERS if settings.compare_layers else (settings.layer,)
     descriptors = cohort_descriptors(model, settings.model, folders, layers, options, cache_dir,
                                      stage(f"deep descriptors ({'+'.join(model.modalities)})"))
@@ -130,7 +130,7 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
             descriptors[settings.layer], y, settings.permutation_shuffles, settings.folds, settings.k, settings.components,
             settings.seed, stage(f"permutation test ({settings.permutation_shuffles} shuffles, {settings.folds}-fold)"))
     if settings.single_modality_model is not None:
-        single = load_model(settings.single_modality_model)
+        single = load_filter_bank(settings.single_modality_model)
         single_descriptors = cohort_descriptors(single, settings.single_modality_model, folders, (settings.layer,),
                                                 options, cache_dir, stage(f"deep descriptors ({'+'.join(single.modalities)})"))
         scores = _scores(lambda: dlr_pipeline(settings.k, settings.components, settings.seed), single_descriptors[settings.layer], y,

@@ -16,7 +16,7 @@ from ..preprocessing.prepare import PreprocessMode, prepare_case_folder
 from ..segmentation.checks import check_tumour
 from ..segmentation.data import axial_case
 from ..segmentation.inference import checked_network_input, segment_prepared
-from ..segmentation.model_bundle import DEFAULT_MODELS, SegmentationModel, load_model
+from ..segmentation.model_bundle import DEFAULT_MODELS, SegmentationModel, load_filter_bank
 from .cache import model_key
 from .descriptors import DescriptorOptions, deep_descriptors
 from .model import DlrModel
@@ -33,7 +33,7 @@ def load_dlr_predictor(dlr_bundle: str | Path = DEFAULT_DLR_MODEL,
     record = dlr.record
     beside = Path(dlr_bundle).parent / record["segmentation_model"]
     segmentation_folder = beside if beside.is_dir() else Path(models_dir) / record["segmentation_model"]
-    model = load_model(segmentation_folder)
+    model = load_filter_bank(segmentation_folder)
     if model_key(model, segmentation_folder, _descriptor_options(record)) != record["segmentation_key"]:
         raise InputError(segmentation_folder, f"is not the network DLR bundle {Path(dlr_bundle).name} was built on",
                          "Restore that segmentation bundle, or rebuild the DLR bundle with idh-predictor dlr --save-model")

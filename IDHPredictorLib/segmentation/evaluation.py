@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | P
 
     ``cohort_dir`` may be a phantom cohort or any folder of BraTS-layout case folders (such as
     ../shared/realdata); clinical.csv is not needed. A case the quality control refuses counts as
-    an empty mask, and its row says why.
+    an empty mask, and its row says why. Each row gives the seconds segmentation and its checks took.
     """
     from ..bundle import update_bundle_metrics
     from ..io.atomic import atomic_path
@@ -72,16 +73,18 @@ def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | P
         if prepared.case.labels is None:
             continue
         reference = sitk.GetArrayFromImage(prepared.case.labels)
+        started = time.perf_counter()
         try:
             result = segment_prepared(model, prepared)
             predicted, quality = sitk.GetArrayFromImage(result.prepared_labels), "; ".join(
                 c.line() for c in result.quality.problems()) or "pass"
         except InputError as refusal:  # a quality-control refusal is the model's answer: no mask, scored as empty
             predicted, quality = np.zeros_like(reference), f"refused: {refusal}"
+        seconds = time.perf_counter() - started
         metrics = region_metrics(predicted, reference)
         rows.append({"case_id": prepared.case.case_id, "input": prepared.input_kind.value,
                      **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()},
-                     "quality": quality})
+                     "segmentation_s": round(seconds, 1), "quality": quality})
     if not rows:
         raise InputError(cohort_dir, "has no case with a label map", "Evaluation needs <id>_seg label maps")
     summary = {"cohort": str(cohort_dir), "cases": len(rows), "model": str(bundle),

@@ -88,6 +88,16 @@ def load_model(folder: str | Path, device: torch.device | str = "cpu") -> Segmen
     return SegmentationModel(network, modalities, record)
 
 
+def load_filter_bank(folder: str | Path) -> SegmentationModel:
+    """A bundle whose 2-D CNN layers DLR reads as descriptors (Li et al. 2017); a 3-D network is
+    refused by name, since its layers are not the paper's."""
+    model = load_model(folder)
+    if model.is_volumetric:
+        raise InputError(folder, "is a 3-D segmentation network; DLR reads the layers of the paper's 2-D CNN",
+                         "Pass a 2-D bundle as the DLR network, e.g. Resources/models/segmentation-flair-t1ce")
+    return model
+
+
 def default_bundle_for(available: set[str], models_dir: Path = DEFAULT_MODELS) -> Path:
     """The shipped bundle whose modalities the case has, preferring FLAIR + T1c."""
     if not models_dir.is_dir():

@@ -279,6 +279,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     dice_loss = DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     history, losses = [], []
+    log_every = max(1, min(100, options.steps // 10))
     deadline = None if options.max_minutes is None else started + 60 * options.max_minutes
     network.train()
     step = 0
@@ -295,8 +296,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
         optimiser.step()
         scheduler.step()
         losses.append(loss.item())
-        if (step + 1) % 100 == 0:
-            history.append({"step": step + 1, "loss": float(np.mean(losses[-100:])),
+        if (step + 1) % log_every == 0:
+            history.append({"step": step + 1, "loss": float(np.mean(losses[-log_every:])),
                             "seconds": round(time.perf_counter() - started, 1)})
             if progress is not None:
                 progress(f"step {step + 1}/{planned} loss {history[-1]['loss']:.3f} "

@@ -1,0 +1,98 @@
+"""The 3-D SegResNet path: region targets and labels, 3-D randomisation, training, bundle and inference."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+pytest.importorskip("monai")
+
+from IDHPredictorLib.errors import InputError  # noqa: E402
+from IDHPredictorLib.io.case import read_case  # noqa: E402
+from IDHPredictorLib.segmentation.evaluation import region_metrics  # noqa: E402
+from IDHPredictorLib.segmentation.inference import segment_case  # noqa: E402
+from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank, load_model  # noqa: E402
+from IDHPredictorLib.segmentation.volumetric import (  # noqa: E402
+    VolumetricOptions,
+    randomise_volume,
+    region_targets,
+    regions_to_labels,
+    train_volumetric,
+)
+
+
+def test_regions_become_nested_brats_labels_inside_the_brain() -> None:
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((3, 6, 7, 8))
+    brain = rng.random((6, 7, 8)) > 0.2
+    labels = regions_to_labels(probabilities, brain)
+    assert set(np.unique(labels)) <= {0, 1, 2, 4}
+    assert not labels[~brain].any()
+    whole, core, enhancing = probabilities > 0.5
+    assert np.array_equal(labels > 0, whole & brain)
+    assert np.array_equal(labels == 4, enhancing & core & whole & brain)  # ET only inside TC inside WT
+    tissue = torch.tensor([[[[0, 1, 2, 3, 4, 5]]]])
+    targets = region_targets(tissue)[0, :, 0, 0]
+    assert targets.tolist() == [[0, 1, 1, 1, 0, 0], [0, 1, 0, 1, 0, 0], [0, 0, 0, 1, 0, 0]]
+
+
+def test_randomisation_moves_image_and_tissue_map_together() -> None:
+    size = 32
+    tissue = torch.full((4, size, size, size), 5, dtype=torch.uint8)
+    tissue[:, :, :4] = 0  # outside the brain at one edge
+    tissue[:, 8:20, 10:18, 6:24] = 1  # an off-centre block of tumour, bright in both channels
+    image = torch.where(tissue == 1, 4.0, 0.0).unsqueeze(1).repeat(1, 2, 1, 1, 1)
+    image[:, :, :, :4] = 0
+    generator = torch.Generator().manual_seed(3)
+    out, out_tissue = randomise_volume(image, tissue, generator)
+    assert out.shape == image.shape and out_tissue.shape == tissue.shape and out_tissue.dtype == torch.uint8
+    assert set(out_tissue.unique().tolist()) <= {0, 1, 5}
+    for n in range(4):
+        tumour, brain = out_tissue[n] == 1, out_tissue[n] == 5
+        assert tumour.sum() > 500  # the block survives rotation, scaling and flipping
+        # whatever contrast and noise were drawn, the block stays brighter than the rest of the brain
+        assert out[n, :, tumour].mean() > out[n, :, brain].mean() + 1.0
+        assert out[n, :, out_tissue[n] == 0].abs().mean() < 0.3 * out[n, :, tumour].abs().mean()
+
+
+def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(small_cohort: Path,
+                                                                            tmp_path: Path) -> None:
+    """Tiny network, crops and run: 3-D convolutions are slow on a CPU. Learning itself is checked
+    on the shipped bundle below."""
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    table = list(csv.DictReader((small_cohort / "clinical.csv").read_text(encoding="utf-8").splitlines()))
+    chosen = sorted(table, key=lambda row: abs(float(row["whole_radius_mm"]) - 25.0))[:2]
+    for row in chosen:
+        (cohort / row["case_id"]).symlink_to(small_cohort / row["case_id"])
+    options = VolumetricOptions(init_filters=8, crop=16, batch_size=2, steps=10, validation_cases=1, device="cpu")
+    record = train_volumetric(cohort, tmp_path / "bundle", options)
+    training = record["training"]
+    assert training["steps_done"] == 10 and training["cases"] == 1 and len(training["history"]) == 10
+    assert set(record["metrics"]["validation_simulated"]["dice"]) == {"whole_tumour", "tumour_core", "enhancing"}
+    saved = json.loads((tmp_path / "bundle" / "model.json").read_text(encoding="utf-8"))
+    assert saved["architecture"]["type"] == "segresnet" and saved["modalities"] == ["flair", "t1ce"]
+
+    model = load_model(tmp_path / "bundle")
+    assert model.is_volumetric
+    case = read_case(cohort / chosen[0]["case_id"], modalities=model.modalities, dsc=False)
+    labels = segment_case(model.network, model.modalities, case)
+    assert labels.GetSize() == case.labels.GetSize() and labels.GetSpacing() == case.labels.GetSpacing()
+    assert set(np.unique(sitk.GetArrayFromImage(labels))) <= {0, 1, 2, 4}
+
+
+def test_shipped_3d_bundle_segments_an_unseen_phantom_and_is_no_dlr_filter_bank(full_cohort: Path) -> None:
+    bundle = DEFAULT_MODELS / "segmentation-segresnet-flair-t1ce"
+    model = load_model(bundle)
+    case = read_case(sorted(p for p in full_cohort.iterdir() if p.is_dir())[0], modalities=model.modalities, dsc=False)
+    predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
+    dice = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
+    assert dice["whole_tumour"]["dice"] > 0.75, dice
+    with pytest.raises(InputError, match="3-D segmentation network; DLR reads"):
+        load_filter_bank(bundle)
