@@ -40,8 +40,11 @@ def main() -> None:
                                   "date": dt.date.today().isoformat(), "bundles": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for bundle in [*BUNDLES, *map(Path, args.bundle)]:
-            rows = [row for index, folder in enumerate(folders)
-                    for row in evaluate_cohort(folder, bundle, Path(scratch) / f"{bundle.name}-{index}")["per_case"]]
+            rows = []
+            for index, folder in enumerate(folders):
+                out = Path(scratch) / f"{bundle.name}-{index}"
+                evaluate_cohort(folder, bundle, out)
+                rows += json.loads((out / "segmentation_summary.json").read_text(encoding="utf-8"))["per_case"]
             results["bundles"][bundle.name] = rows
     print(f"Dice WT / TC / ET and seconds per case on the real cases ({results['machine']})")
     for name, rows in results["bundles"].items():
