@@ -73,7 +73,8 @@ def build_network(architecture: VolumetricArchitecture) -> torch.nn.Module:
         from monai.networks.nets import SegResNet
     except ImportError as error:
         raise InputError(None, "the 3-D segmentation network needs MONAI, which is not installed",
-                         "pip install 'idhpredictor[volumetric]' (or pip install monai)") from error
+                         "pip install 'idhpredictor[volumetric]'; in Slicer's Python console: "
+                         "slicer.util.pip_install('monai')") from error
     return SegResNet(spatial_dims=3, in_channels=architecture.in_channels, out_channels=len(REGIONS),
                      init_filters=architecture.init_filters, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1),
                      dropout_prob=0.2)
