@@ -64,7 +64,9 @@ def _predict(dlr: DlrModel, model: SegmentationModel, case: Case, mask: sitk.Ima
                                    progress)[layer]
     prediction = dlr.predict(descriptors)
     return {"case_id": case.case_id, "idh_mutant_probability": prediction.probability,
-            "predicted_class": "mutant" if prediction.decision > 0 else "wildtype",
+            # the class follows the calibrated probability shown beside it: Platt scaling moves the
+            # SVM's decision threshold (0) where the training cohort's prevalence puts it
+            "predicted_class": "mutant" if prediction.probability >= 0.5 else "wildtype",
             "decision_value": prediction.decision, "mask": mask_source, "model": str(dlr_bundle),
             "model_metrics": record.get("metrics", {}), "top_features": prediction.top_features,
             "note": record.get("note", "")}

@@ -110,7 +110,7 @@ def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: py
     assert main(["predict", str(case), "--dlr-model", str(models / "dlr"), "--out", str(tmp_path / "p.json")]) == 0
     prediction = json.loads((tmp_path / "p.json").read_text())["dlr"]
     assert 0.0 <= prediction["idh_mutant_probability"] <= 1.0
-    assert prediction["predicted_class"] == ("mutant" if prediction["decision_value"] > 0 else "wildtype")
+    assert prediction["predicted_class"] == ("mutant" if prediction["idh_mutant_probability"] >= 0.5 else "wildtype")
     assert prediction["top_features"] and prediction["top_features"][0]["feature"].startswith("conv6 filter")
     assert prediction["mask"].endswith("_seg.nii.gz")
     _bundle(models / "tiny-seg", seed=3)  # the network under the DLR bundle changed
