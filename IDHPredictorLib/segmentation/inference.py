@@ -95,7 +95,7 @@ def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool
     else:
         from .volumetric import predict_volume_labels
 
-        box_labels = predict_volume_labels(model, data.channels, data.brain)
+        box_labels = predict_volume_labels(model, data.channels, data.brain, progress=progress)
     if postprocessing and box_labels.any():
         box_labels = postprocess(box_labels)
         box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge

@@ -43,6 +43,7 @@ class VolumetricArchitecture:
 
     in_channels: int
     init_filters: int = 16
+    crop: int = 128  # the cube it was trained on, and the sliding window it is run with
     type: str = "segresnet"
 
     def as_dict(self) -> dict[str, object]:
@@ -75,9 +76,11 @@ def build_network(architecture: VolumetricArchitecture) -> torch.nn.Module:
         raise InputError(None, "the 3-D segmentation network needs MONAI, which is not installed",
                          "pip install 'idhpredictor[volumetric]'; in Slicer's Python console: "
                          "slicer.util.pip_install('monai')") from error
-    return SegResNet(spatial_dims=3, in_channels=architecture.in_channels, out_channels=len(REGIONS),
-                     init_filters=architecture.init_filters, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1),
-                     dropout_prob=0.2)
+    network = SegResNet(spatial_dims=3, in_channels=architecture.in_channels, out_channels=len(REGIONS),
+                        init_filters=architecture.init_filters, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1),
+                        dropout_prob=0.2)
+    network.architecture = architecture  # as SegmentationCNN carries its own: inference reads the window size
+    return network
 
 
 def region_targets(tissue: torch.Tensor) -> torch.Tensor:
@@ -107,25 +110,48 @@ def _pad_to_divisor(array: np.ndarray, minimum: int = 0) -> tuple[np.ndarray, tu
     return np.pad(array, pad), shape
 
 
+OVERLAP = 0.25
+
+
+def window_count(shape: tuple[int, ...], crop: int, overlap: float = OVERLAP) -> int:
+    """How many windows MONAI's sliding window visits on a volume of ``shape`` (its scan rule:
+    a step of crop x (1 - overlap), the last window flush with the end)."""
+    step = max(1, int(crop * (1 - overlap)))
+    return int(np.prod([1 if n <= crop else math.ceil((n - crop) / step) + 1 for n in shape]))
+
+
 @torch.no_grad()
-def predict_regions(network: torch.nn.Module, channels: np.ndarray, crop: int = 128) -> np.ndarray:
+def predict_regions(network: torch.nn.Module, channels: np.ndarray, crop: int = 128,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(3, z, y, x) region probabilities of a (C, z, y, x) z-scored brain box, by MONAI's
-    Gaussian-weighted sliding window (crops of the training size, overlapping by a quarter)."""
+    Gaussian-weighted sliding window (crops of the training size, overlapping by a quarter);
+    ``progress(windows done, windows)`` after each window."""
     from monai.inferers import sliding_window_inference
 
     network.eval()
     device = next(network.parameters()).device
     padded, shape = _pad_to_divisor(channels)
     inputs = torch.from_numpy(padded).unsqueeze(0).to(device)
+    total, done = window_count(padded.shape[1:], crop), 0
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        scores = network(window)
+        done += len(window)
+        if progress is not None:
+            progress(min(done, total), total)
+        return scores
+
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = sliding_window_inference(inputs, (crop,) * 3, 1, network, overlap=0.25, mode="gaussian")
+        logits = sliding_window_inference(inputs, (crop,) * 3, 1, predictor, overlap=OVERLAP, mode="gaussian")
     probabilities = torch.sigmoid(logits.float())[0].cpu().numpy()
     return probabilities[:, :shape[0], :shape[1], :shape[2]]
 
 
-def predict_volume_labels(network: torch.nn.Module, channels: np.ndarray, brain: np.ndarray, crop: int = 128) -> np.ndarray:
-    """BraTS label map (z, y, x) of the brain box, before post-processing."""
-    return regions_to_labels(predict_regions(network, channels, crop), brain)
+def predict_volume_labels(network: torch.nn.Module, channels: np.ndarray, brain: np.ndarray,
+                          progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """BraTS label map (z, y, x) of the brain box with ``build_network``'s network, before post-processing."""
+    return regions_to_labels(predict_regions(network, channels, network.architecture.crop, progress), brain)
 
 
 @dataclass
@@ -228,11 +254,11 @@ def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> list[Netwo
         return list(pool.map(load, folders))
 
 
-def validation_dice(network: torch.nn.Module, inputs: list[NetworkInput], crop: int) -> dict[str, float]:
+def validation_dice(network: torch.nn.Module, inputs: list[NetworkInput]) -> dict[str, float]:
     """Mean Dice per region of the full pipeline (sliding window + post-processing)."""
     scores: dict[str, list[float]] = {}
     for data in inputs:
-        labels = predict_volume_labels(network, data.channels, data.brain, crop)
+        labels = predict_volume_labels(network, data.channels, data.brain)
         labels = postprocess(labels) if labels.any() else labels
         labels[~data.brain] = 0
         reference = np.asarray(CLASS_TO_LABEL, np.uint8)[data.classes]
@@ -270,7 +296,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     if progress is not None:
         progress(f"loaded {len(cases)} training cases in {time.perf_counter() - started:.0f} s on {device}")
 
-    architecture = VolumetricArchitecture(len(options.modalities), options.init_filters)
+    architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
     network = build_network(architecture).to(device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
     planned = options.steps  # with max_minutes, cut after timing the first steps so that the cosine decay completes
@@ -314,14 +340,14 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
                 progress(f"{per_step * 1000:.0f} ms per step: {planned} steps fit in {options.max_minutes} min")
         if deadline is not None and time.perf_counter() > deadline:
             break
-    dice = validation_dice(network, validation_inputs, options.crop) if validation_inputs else {}
+    dice = validation_dice(network, validation_inputs) if validation_inputs else {}
     if progress is not None:
         progress(f"trained {step} steps; validation Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
     metadata = {
         "description": "3-D SegResNet (MONAI; Myronenko 2018), region-based (WT, TC, ET sigmoids), sliding window",
         "trained_on": "SIMULATED patients (IDHPredictor digital phantom), not real MRI",
         "normalisation": "per case and channel: z-score inside the brain, 0 outside",
-        "inference": {"crop": options.crop, "overlap": 0.25, "threshold": 0.5},
+        "inference": {"crop": options.crop, "overlap": OVERLAP, "threshold": 0.5},
         "training": {"cohort": cohort_record(cohort_dir), "cases": len(cases),
                      "validation_cases": [str(Path(f).name) for f in sorted(held_out)],
                      "options": {**asdict(options), "modalities": list(options.modalities)},

@@ -82,9 +82,12 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
     model = load_model(tmp_path / "bundle")
     assert model.is_volumetric
     case = read_case(cohort / chosen[0]["case_id"], modalities=model.modalities, dsc=False)
-    labels = segment_case(model.network, model.modalities, case)
+    reports: list[tuple[int, int]] = []
+    labels = segment_case(model.network, model.modalities, case, progress=lambda *done: reports.append(done))
     assert labels.GetSize() == case.labels.GetSize() and labels.GetSpacing() == case.labels.GetSpacing()
     assert set(np.unique(sitk.GetArrayFromImage(labels))) <= {0, 1, 2, 4}
+    # progress per sliding window, ending at the window count MONAI actually visited
+    assert len(reports) == reports[-1][1] > 1 and reports[-1][0] == reports[-1][1]
 
 
 def test_shipped_3d_bundle_segments_an_unseen_phantom_and_is_no_dlr_filter_bank(full_cohort: Path) -> None:
