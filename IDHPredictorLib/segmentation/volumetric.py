@@ -272,9 +272,9 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     """Train on the labelled case folders of ``cohort_dir`` and write the final network as a
     bundle; the last ``validation_cases`` (seeded order, as the 2-D trainer) give validation Dice.
     AdamW with a warm-up and cosine decay over ``steps``; bfloat16 autocast on CUDA. With
-    ``max_minutes`` the run ends early at that wall time (the schedule is not shortened)."""
-    from monai.losses import DiceLoss
-
+    ``max_minutes`` (counted from the start, loading included) the first 100 steps are timed and
+    the schedule is shortened to what fits, so that the decay completes; the run still stops at
+    that wall time."""
     from .model_bundle import save_volumetric_model
 
     torch.manual_seed(options.seed)
@@ -297,7 +297,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
         progress(f"loaded {len(cases)} training cases in {time.perf_counter() - started:.0f} s on {device}")
 
     architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
-    network = build_network(architecture).to(device)
+    network = build_network(architecture).to(device)  # raises a clear error first when MONAI is missing
+    from monai.losses import DiceLoss
     optimiser = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
     planned = options.steps  # with max_minutes, cut after timing the first steps so that the cosine decay completes
     warmup = max(1, options.steps // 20)
