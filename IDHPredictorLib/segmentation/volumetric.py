@@ -279,6 +279,10 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
 
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
+    architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
+    network = build_network(architecture).to(device)  # before loading: a missing MONAI is reported at once
+    from monai.losses import DiceLoss
+
     folders = case_folders(cohort_dir)
     if len(folders) <= options.validation_cases:
         raise InputError(cohort_dir, f"has {len(folders)} cases, too few to hold out {options.validation_cases}",
@@ -296,9 +300,6 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     if progress is not None:
         progress(f"loaded {len(cases)} training cases in {time.perf_counter() - started:.0f} s on {device}")
 
-    architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
-    network = build_network(architecture).to(device)  # raises a clear error first when MONAI is missing
-    from monai.losses import DiceLoss
     optimiser = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
     planned = options.steps  # with max_minutes, cut after timing the first steps so that the cosine decay completes
     warmup = max(1, options.steps // 20)
