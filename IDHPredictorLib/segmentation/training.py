@@ -21,10 +21,9 @@ from .augment import randomise
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, extract_patches, network_input, pad_for_patches, tissue_map
 from .evaluation import region_metrics
-from .inference import choose_device, predict_labels
+from .inference import _box_labels, choose_device
 from .model_bundle import save_model
 from .network import CLASS_TO_LABEL, PATCH, STRIDE, Architecture, SegmentationCNN
-from .postprocess import postprocess
 
 # Training runs on 65x65 tiles: the fully convolutional network scores a 9x9 lattice of
 # 33x33 patches per tile (stride 4), sharing the convolutions between them: ~20x more
@@ -126,13 +125,11 @@ def _centre_crop(tiles: torch.Tensor, size: int) -> torch.Tensor:
     return tiles[..., start:start + size, start:start + size]
 
 
-def validation_dice(network: SegmentationCNN, inputs: list[NetworkInput]) -> dict[str, float]:
-    """Mean Dice per region of the full pipeline (dense inference + post-processing)."""
+def validation_dice(network: torch.nn.Module, inputs: list[NetworkInput]) -> dict[str, float]:
+    """Mean Dice per region of the full pipeline (inference by either network + post-processing)."""
     scores: dict[str, list[float]] = {}
     for data in inputs:
-        labels = predict_labels(network, data.channels, data.brain)
-        labels = postprocess(labels) if labels.any() else labels
-        labels[~data.brain] = 0
+        labels = _box_labels(network, data, postprocessing=True, progress=None)
         reference = np.asarray(CLASS_TO_LABEL, np.uint8)[data.classes]
         for region, values in region_metrics(labels, reference).items():
             scores.setdefault(region, []).append(values["dice"])

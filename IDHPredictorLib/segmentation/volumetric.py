@@ -28,10 +28,8 @@ from ..io.cohort import case_folders, cohort_record
 from .augment import TISSUE_CLASSES
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
-from .evaluation import region_metrics
 from .inference import choose_device
 from .network import CLASS_TO_LABEL
-from .postprocess import postprocess
 
 REGIONS = ("whole tumour", "tumour core", "enhancing")
 DIVISOR = 16  # SegResNet halves the grid three times; crops and inputs are padded to a multiple of this
@@ -254,19 +252,6 @@ def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> list[Netwo
         return list(pool.map(load, folders))
 
 
-def validation_dice(network: torch.nn.Module, inputs: list[NetworkInput]) -> dict[str, float]:
-    """Mean Dice per region of the full pipeline (sliding window + post-processing)."""
-    scores: dict[str, list[float]] = {}
-    for data in inputs:
-        labels = predict_volume_labels(network, data.channels, data.brain)
-        labels = postprocess(labels) if labels.any() else labels
-        labels[~data.brain] = 0
-        reference = np.asarray(CLASS_TO_LABEL, np.uint8)[data.classes]
-        for region, values in region_metrics(labels, reference).items():
-            scores.setdefault(region, []).append(values["dice"])
-    return {region: float(np.mean(v)) for region, v in scores.items()}
-
-
 def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: VolumetricOptions,
                      progress: Callable[[str], None] | None = None) -> dict:
     """Train on the labelled case folders of ``cohort_dir`` and write the final network as a
@@ -276,6 +261,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     the schedule is shortened to what fits, so that the decay completes; the run still stops at
     that wall time."""
     from .model_bundle import save_volumetric_model
+    from .training import validation_dice
 
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
