@@ -273,7 +273,7 @@ def auc_text(metrics: dict) -> str:
 
 def _dlr(args: argparse.Namespace) -> None:
     from .dlr.evaluate import DlrSettings, evaluate_dlr
-    from .dlr.permutation import permutation_text
+    from .validation.permutation import permutation_text
 
     check_output_folder(Path(args.out))
     if args.cache:
@@ -306,18 +306,22 @@ def _perfusion(args: argparse.Namespace) -> None:
     from .perfusion.evaluate import PerfusionSettings, evaluate_perfusion
     from .perfusion.patterns import pattern_test_text
     from .perfusion.training import LstmTraining
+    from .validation.permutation import permutation_text
 
     check_output_folder(Path(args.out))
     if args.save_model:
         check_output_folder(Path(args.save_model), replaced_if_marked="model.json")
 
     settings = PerfusionSettings(folds=args.folds, test_fraction=args.test_fraction, permute_labels=args.permute_labels,
-                                 seed=args.seed, training=LstmTraining(epochs=args.epochs, seed=args.seed, device=args.device))
+                                 permutation_shuffles=args.permutation_test, seed=args.seed, workers=args.workers,
+                                 training=LstmTraining(epochs=args.epochs, seed=args.seed, device=args.device))
     started = time.perf_counter()
     summary = evaluate_perfusion(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
                                  Path(args.save_model) if args.save_model else None)
     for result in summary["results"]:
         print(f"{result.section:28s} {result.name:45s} AUC {auc_text(result.metrics)}")
+        if "permutation_test" in result.extra:
+            print(f"  {permutation_text(result.extra['permutation_test'])}")
     for name, test in summary["delong"].items():
         print(f"DeLong LSTM vs {name}: difference {test['difference']:+.3f}, p = {test['p_value']:.3g}")
     for ranking, key in (("mean", "patterns"), ("summed", "patterns_by_summed_attention")):
@@ -526,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     perfusion.add_argument("--test-fraction", type=float, default=0.1, help="patients held out as the test split")
     perfusion.add_argument("--epochs", type=positive_int, default=150, help="maximum epochs (early stopping on validation loss)")
     perfusion.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels: the leakage check (AUC ~0.5)")
+    perfusion.add_argument("--permutation-test", type=non_negative_int, default=0, metavar="SHUFFLES",
+                           help="also run a label-permutation test of the LSTM's cross-validation with this many shuffles "
+                                "(20 or more; reuses the DSC analysis, retrains the fold networks)")
+    perfusion.add_argument("--workers", type=positive_int, default=1, help="processes for the fold networks")
     perfusion.add_argument("--save-model", help="write the model trained on all non-test patients as a bundle here")
     perfusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     perfusion.add_argument("--seed", type=int, default=0)

@@ -128,7 +128,8 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
 
         multi_result.extra["permutation_test"] = permutation_test(
             descriptors[settings.layer], y, settings.permutation_shuffles, settings.folds, settings.k, settings.components,
-            settings.seed, stage(f"permutation test ({settings.permutation_shuffles} shuffles, {settings.folds}-fold)"))
+            settings.seed, stage(f"permutation test ({settings.permutation_shuffles} shuffles, {settings.folds}-fold)"),
+            settings.workers)
     if settings.single_modality_model is not None:
         single = load_filter_bank(settings.single_modality_model)
         single_descriptors = cohort_descriptors(single, settings.single_modality_model, folders, (settings.layer,),

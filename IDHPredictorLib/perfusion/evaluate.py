@@ -32,7 +32,8 @@ from .analysis import analyse_dsc, read_perfusion_case
 from .curves import WHOLE_CHANNEL, PatientCurves, patient_curves, sliding_windows
 from .model_bundle import save_perfusion_model
 from .patterns import attention_heatmap, curve_segments, full_curve_attention, pattern_table, temporal_pattern
-from .training import LstmTraining, predict_patients, train_lstm
+from .permutation import lstm_permutation_test
+from .training import LstmTraining, out_of_fold_lstm, predict_patients, train_lstm
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 
@@ -44,7 +45,9 @@ class PerfusionSettings:
     folds: int = 5
     test_fraction: float = 0.1
     permute_labels: bool = False
+    permutation_shuffles: int = 0   # label-permutation test of the LSTM's cross-validation (20 or more)
     seed: int = 0
+    workers: int = 1                # processes for the fold networks
     training: LstmTraining = field(default_factory=LstmTraining)
 
     def as_dict(self) -> dict[str, object]:
@@ -99,14 +102,13 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     patients = np.arange(len(y))
     development, test = train_test_split(patients, test_size=test_split_size(len(y), settings.test_fraction), stratify=y,
                                          random_state=settings.seed)
-    folds = list(StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed).split(development, y[development]))
+    folds = [(development[train], development[held]) for train, held in
+             StratifiedKFold(settings.folds, shuffle=True, random_state=settings.seed).split(development, y[development])]
 
-    oof = {name: np.full(len(y), np.nan) for name in ["LSTM", *baselines]}
-    attention = np.zeros((len(y), *cohort.windows.shape[1:2], cohort.windows.shape[-1]))
-    for index, (train_part, test_part) in enumerate(folds):
-        train, held = development[train_part], development[test_part]
-        model, _ = train_lstm(cohort.windows[train], y[train], settings.training, progress=stage(f"LSTM fold {index + 1}/{settings.folds}"))
-        oof["LSTM"][held], attention[held] = predict_patients(model, cohort.windows[held])
+    oof = {name: np.full(len(y), np.nan) for name in baselines}
+    oof["LSTM"], attention = out_of_fold_lstm(cohort.windows, y, folds, settings.training, settings.workers,
+                                              stage(f"LSTM {settings.folds}-fold CV"))
+    for train, held in folds:
         for name, features in baselines.items():
             oof[name][held] = _baseline(features, y, train, held)
     final, history = train_lstm(cohort.windows[development], y[development], settings.training, progress=stage("LSTM final"))
@@ -116,13 +118,18 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
         test_scores[name] = _baseline(features, y, development, test)
 
     results = []
-    for name in oof:
+    for name in ("LSTM", *baselines):
         label = "Attention-LSTM" if name == "LSTM" else f"Logistic regression: {name}"
         for section, index, scores in ((f"{settings.folds}-fold cross-validation", development, oof[name][development]),
                                        ("Held-out test split", test, test_scores[name])):
             metrics = metrics_with_ci(y[index], scores, threshold=0.5, seed=settings.seed)
             results.append(EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics))
     comparisons = {name: delong_test(y[development], oof["LSTM"][development], oof[name][development]) for name in baselines}
+    if settings.permutation_shuffles:
+        results[0].extra["permutation_test"] = lstm_permutation_test(
+            cohort.windows, y, development, folds, settings.training, results[0].metrics["auc"]["value"],
+            settings.permutation_shuffles, settings.seed, settings.workers,
+            stage(f"permutation test ({settings.permutation_shuffles} shuffles, {settings.folds}-fold)"))
 
     patterns, summed_patterns = [], []
     for curves, weights in zip(cohort.curves, attention):

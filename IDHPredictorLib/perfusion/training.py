@@ -4,15 +4,19 @@ one side of every split, and a patient's probability is the mean over its window
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from joblib import delayed
 from sklearn.model_selection import train_test_split
 from torch import nn
 
 from ..segmentation.inference import choose_device
+from ..validation.crossval import ordered_results
+from ..validation.splits import Split
 from .network import AttentionLSTM, LstmArchitecture
 
 
@@ -48,7 +52,9 @@ def train_lstm(windows: np.ndarray, y: np.ndarray, options: LstmTraining = LstmT
     device = choose_device(options.device)
     patients = np.arange(len(y))
     validation_size = max(2, int(round(options.validation_fraction * len(y))))  # both classes, even when tiny
-    train, validation = train_test_split(patients, test_size=validation_size, stratify=y, random_state=options.seed)
+    # stratified when each genotype can spare a patient (a permuted fold of a small cohort may hold one mutant)
+    stratify = y if np.bincount(np.asarray(y, dtype=int)).min() >= 2 else None
+    train, validation = train_test_split(patients, test_size=validation_size, stratify=stratify, random_state=options.seed)
     x_train, y_train = _flatten(windows[train], y[train])
     x_val, y_val = _flatten(windows[validation], y[validation])
     model = AttentionLSTM(architecture).to(device)
@@ -95,3 +101,33 @@ def predict_patients(model: AttentionLSTM, windows: np.ndarray) -> tuple[np.ndar
         logits, attention = model(samples)
     probabilities = torch.sigmoid(logits).numpy().reshape(windows.shape[:2])
     return probabilities.mean(axis=1), attention.numpy().reshape(*windows.shape[:2], -1)
+
+
+def _fit_and_predict(train_windows: np.ndarray, train_y: np.ndarray, held_windows: np.ndarray, options: LstmTraining,
+                     threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """One fold (in a worker process when ``threads`` is given): train, then predict the held-out patients."""
+    if threads:
+        torch.set_num_threads(threads)
+    model, _ = train_lstm(train_windows, train_y, options)
+    return predict_patients(model, held_windows)
+
+
+def fold_jobs(windows: np.ndarray, y: np.ndarray, folds: list[Split], options: LstmTraining, workers: int) -> list:
+    """One joblib job per fold (``ordered_results`` runs them). A fold's network is tiny, so
+    ``workers`` processes of ``cpus / workers`` torch threads each beat one process using them all."""
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    return [delayed(_fit_and_predict)(windows[train], y[train], windows[held], options, threads) for train, held in folds]
+
+
+def out_of_fold_lstm(windows: np.ndarray, y: np.ndarray, folds: list[Split], options: LstmTraining, workers: int = 1,
+                     progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Probability (NaN where no fold holds the patient out) and attention (P, W, L) of every
+    patient from the model of the fold that held it out; folds in ``workers`` processes."""
+    probabilities = np.full(len(y), np.nan)
+    attention = np.zeros((len(y), windows.shape[1], windows.shape[-1]))
+    for done, ((_, held), (fold_probabilities, fold_attention)) in enumerate(
+            zip(folds, ordered_results(fold_jobs(windows, y, folds, options, workers), workers)), start=1):
+        probabilities[held], attention[held] = fold_probabilities, fold_attention
+        if progress:
+            progress(done, len(folds))
+    return probabilities, attention

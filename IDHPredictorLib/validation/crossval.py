@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -13,6 +13,14 @@ from .splits import Split
 def take(X: Sequence | np.ndarray, index: np.ndarray) -> Sequence | np.ndarray:
     """Rows ``index`` of a feature matrix or of a per-patient list (e.g. descriptor arrays)."""
     return X[index] if isinstance(X, np.ndarray) else [X[i] for i in index]
+
+
+def ordered_results(jobs: list, workers: int = 1) -> Iterator:
+    """The results of ``jobs`` (joblib ``delayed`` calls) in their order, computed in ``workers``
+    processes when more than one; lazily, so that progress can be shown as each one finishes."""
+    if workers > 1:
+        return Parallel(n_jobs=workers, return_as="generator")(jobs)
+    return (function(*args, **kwargs) for function, args, kwargs in jobs)
 
 
 def _fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarray, y: np.ndarray, train: np.ndarray,
@@ -32,10 +40,8 @@ def out_of_fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarra
     processes (joblib) when more than one."""
     y = np.asarray(y)
     scores = np.full(len(y), np.nan)
-    jobs = (delayed(_fold_scores)(make_model, X, y, train, test) for train, test in splits)
-    fold_scores = Parallel(n_jobs=workers, return_as="generator")(jobs) if workers > 1 else (
-        _fold_scores(make_model, X, y, train, test) for train, test in splits)
-    for done, ((_, test), values) in enumerate(zip(splits, fold_scores)):
+    jobs = [delayed(_fold_scores)(make_model, X, y, train, test) for train, test in splits]
+    for done, ((_, test), values) in enumerate(zip(splits, ordered_results(jobs, workers))):
         scores[test] = values
         if progress:
             progress(done + 1, len(splits))

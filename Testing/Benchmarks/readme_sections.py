@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from IDHPredictorLib.demo_report import machine_text
+from IDHPredictorLib.validation.permutation import leakage_verdict
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -45,14 +46,13 @@ def results_section(demo: dict) -> str:
             lines.append(f"| {result['name']} | {result['section']} ({result['n_patients']}) | {_auc(result)} |")
     for result in demo["perfusion"]["results"]:
         lines.append(f"| {result['name']} | perfusion, {result['section']} ({result['n_patients']}) | {_auc(result)} |")
-    for result in demo["perfusion_permuted"]["results"]:
-        if result["name"] == "Attention-LSTM" and result["validation"] == "cv":
-            lines.append(f"| Attention-LSTM (labels permuted) | perfusion, {result['section']} ({result['n_patients']}) | "
-                         f"{_auc(result)} |")
-    permutation = demo["dlr"]["dlr_main"][0]["permutation_test"]
-    lines += ["", f"* DLR label-permutation test ({permutation['shuffles']} shuffles, {permutation['folds']}-fold CV): "
-              f"AUC {permutation['observed_auc']:.3f} with the true labels, {permutation['null_mean']:.3f} +- "
-              f"{permutation['null_sd']:.3f} under shuffled labels, p = {permutation['p_value']:.3f}."]
+    lstm_cv = next(r for r in demo["perfusion"]["results"] if r["name"] == "Attention-LSTM" and r["validation"] == "cv")
+    lines.append("")
+    for name, test in (("DLR", demo["dlr"]["dlr_main"][0]["permutation_test"]), ("Perfusion LSTM", lstm_cv["permutation_test"])):
+        lines.append(f"* {name} label-permutation test ({test['shuffles']} shuffles, {test['folds']}-fold CV): "
+                     f"AUC {test['observed_auc']:.3f} with the true labels, {test['null_mean']:.3f} +- "
+                     f"{test['null_sd'] or 0:.3f} under shuffled labels, p = {test['p_value']:.3f}; leakage check "
+                     f"{'passed' if leakage_verdict(test) else 'FAILED'}.")
     new = demo["new_patient"]
     lines += [f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
               f"{new['dlr']['idh_mutant_probability']:.2f}, perfusion p(mutant) = {new['perfusion']['idh_mutant_probability']:.2f}, "

@@ -50,7 +50,7 @@ class ReportParser(HTMLParser):
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     settings = DemoSettings(cases=12, full_size_cases=1, full_size="small", validation="kfold", compare_layers=False,
-                            radiomics=False, lstm_epochs=5, workers=2)
+                            radiomics=False, lstm_epochs=5, perfusion_shuffles=2, workers=2)
     run_demo(out, settings, lambda name: lambda done, total: None, "test")
     return out
 
@@ -71,8 +71,13 @@ def test_report_holds_the_runs_numbers_and_figures(demo: Path) -> None:
     permutation = record["dlr"]["dlr_main"][0]["permutation_test"]
     assert tables["permutation"][1][1] == f"{permutation['observed_auc']:.3f}"
     assert len(permutation["null_aucs"]) == 20 and tables["permutation"][1][3] == f"{permutation['p_value']:.3f}"
+    lstm_cv = next(r for r in record["perfusion"]["results"] if r["name"] == "Attention-LSTM" and r["validation"] == "cv")
+    perfusion_test = lstm_cv["permutation_test"]
+    assert len(perfusion_test["null_aucs"]) == 2 and tables["permutation"][2][1] == f"{perfusion_test['observed_auc']:.3f}"
+    assert perfusion_test["observed_auc"] == lstm_cv["metrics"]["auc"]["value"]
     stages = {row[0] for row in tables["timings"][1:]}
-    assert {"phantom cohort (small)", "segmentation + Dice (full size)", "perfusion permuted labels", "total"} <= stages
+    assert {"phantom cohort (small)", "segmentation + Dice (full size)", "perfusion 5-fold CV + test (permutation test, 2 shuffles)",
+            "total"} <= stages
     assert all(float(row[1]) >= 0 for row in tables["timings"][1:])
     # every figure is embedded, none missing: overlay, 2 DLR ROCs, perfusion ROC, 2 heat maps, new patient
     assert len(parser.images) == 7 and all(src.startswith("data:image/png;base64,") for src in parser.images)

@@ -234,7 +234,8 @@ def test_dlr_pipeline_learns_a_signal_and_permuted_labels_give_chance() -> None:
 
 
 def test_permutation_test_separates_a_signal_from_none() -> None:
-    from IDHPredictorLib.dlr.permutation import leakage_verdict, permutation_test
+    from IDHPredictorLib.dlr.permutation import permutation_test
+    from IDHPredictorLib.validation.permutation import leakage_verdict
 
     bags, y = _synthetic_descriptor_cohort(40, shift=1.0, seed=5)
     signal = permutation_test(bags, y, shuffles=20, k=8, components=4)
@@ -244,6 +245,8 @@ def test_permutation_test_separates_a_signal_from_none() -> None:
     noise, y_noise = _synthetic_descriptor_cohort(40, shift=0.0, seed=6)
     chance = permutation_test(noise, y_noise, shuffles=20, k=8, components=4)
     assert chance["p_value"] > 0.05 and leakage_verdict(chance)
+    # the shuffles are drawn before they are farmed out: two processes give the same test
+    assert permutation_test(noise, y_noise, shuffles=20, k=8, components=4, workers=2) == chance
     # a pipeline that leaks: the null AUCs stay high, and the verdict says so
     assert not leakage_verdict({**chance, "null_mean": 0.8, "null_sd": 0.05})
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from sklearn.metrics import roc_auc_score
 
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.errors import InputError
@@ -114,6 +115,27 @@ def test_lstm_learns_a_delayed_bolus() -> None:
     assert attention.shape == (20, WINDOWS, WINDOW_FRAMES)
 
 
+def test_lstm_permutation_test_separates_a_signal_from_shuffled_labels() -> None:
+    from IDHPredictorLib.perfusion.permutation import lstm_permutation_test
+    from IDHPredictorLib.perfusion.training import out_of_fold_lstm
+    from IDHPredictorLib.validation.splits import repeated_kfold
+
+    windows, y = _delayed_bolus_cohort(30, seed=3)
+    development = np.arange(len(y))
+    folds = repeated_kfold(y, 3, 1, seed=0)[0]
+    options = LstmTraining(epochs=20, patience=20, learning_rate=1e-2, seed=0, device="cpu")
+    probabilities, attention = out_of_fold_lstm(windows, y, folds, options)
+    assert np.isfinite(probabilities).all() and attention.shape == (30, WINDOWS, WINDOW_FRAMES)
+    observed = roc_auc_score(y, probabilities)
+    assert observed > 0.9
+    result = lstm_permutation_test(windows, y, development, folds, options, observed, shuffles=3, seed=0)
+    assert len(result["null_aucs"]) == 3 and result["observed_auc"] == observed
+    assert max(result["null_aucs"]) < observed and result["p_value"] == pytest.approx(1 / 4)
+    # the fold networks in two processes: the same first shuffle, the same networks up to thread-count rounding
+    parallel = lstm_permutation_test(windows, y, development, folds, options, observed, shuffles=1, seed=0, workers=2)
+    assert parallel["null_aucs"][0] == pytest.approx(result["null_aucs"][0], abs=0.05)
+
+
 def test_temporal_pattern_numbering() -> None:
     grid = -6.0 + 1.5 * np.arange(20)
     curve = np.concatenate([np.zeros(4), [-1, -3, -5], [-3, -1, -0.2], np.full(10, -0.2)])
@@ -192,6 +214,7 @@ def test_bad_series_give_clear_errors(small_cohort: Path) -> None:
 
 def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from IDHPredictorLib.perfusion import evaluate as evaluate_module
+    from IDHPredictorLib.perfusion import training as training_module
 
     seen: list[set[bytes]] = []
     real_train = evaluate_module.train_lstm
@@ -200,10 +223,11 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
         seen.append({w.tobytes() for w in windows})  # one entry per patient (its 8 windows together)
         return real_train(windows, y, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate_module, "train_lstm", recording)
+    monkeypatch.setattr(evaluate_module, "train_lstm", recording)  # the final model
+    monkeypatch.setattr(training_module, "train_lstm", recording)  # the fold models (in this process: --workers 1)
     out = tmp_path / "perfusion"
     assert main(["perfusion", str(perfusion_cohort), "--out", str(out), "--folds", "3", "--test-fraction", "0.25",
-                 "--epochs", "3", "--save-model", str(tmp_path / "lstm")]) == 0
+                 "--epochs", "3", "--permutation-test", "2", "--save-model", str(tmp_path / "lstm")]) == 0
     report = json.loads((out / "report.json").read_text())
     names = {(r["name"], r["section"]) for r in report["results"]}
     assert ("Attention-LSTM", "3-fold cross-validation") in names and ("Attention-LSTM", "Held-out test split") in names
@@ -214,12 +238,18 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
     patterns = json.loads((out / "patterns.json").read_text())
     assert sum(c["mutant"] + c["wildtype"] for c in patterns["patterns"]["counts"].values()) == 16
     assert (out / "attention-mutant.png").exists() and (out / "attention-wildtype.png").exists()
-    # 3 fold models + the final one; the final model's patients are the union of the folds' patients
-    assert len(seen) == 4
+    # 3 fold models, the final one, then 3 per shuffle; the final model's patients are the union
+    # of the folds' patients, and every shuffle retrains on exactly the folds' patients
+    assert len(seen) == 4 + 2 * 3
     for fold_patients in seen[:3]:
         assert fold_patients < seen[3]
     held_out = [seen[3] - fold for fold in seen[:3]]
     assert all(not (a & b) for i, a in enumerate(held_out) for b in held_out[i + 1:])  # folds never share a patient
+    assert seen[4:] == seen[:3] * 2
+    lstm_cv = next(r for r in report["results"] if r["name"] == "Attention-LSTM" and r["validation"] == "cv")
+    permutation = lstm_cv["permutation_test"]
+    assert permutation["shuffles"] == 2 and len(permutation["null_aucs"]) == 2
+    assert permutation["observed_auc"] == lstm_cv["metrics"]["auc"]["value"]
     case = sorted(p for p in perfusion_cohort.iterdir() if p.is_dir())[0]
     assert main(["predict", str(case), "--skip-dlr", "--perfusion-model", str(tmp_path / "lstm"),
                  "--heatmap", str(tmp_path / "heat.png"), "--rcbv-map", str(tmp_path / "rcbv.nii.gz"),
