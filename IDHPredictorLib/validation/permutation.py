@@ -26,16 +26,27 @@ def null_summary(observed: float, null: Sequence[float], folds: int) -> dict[str
             "shuffles": shuffles, "folds": folds, "p_value": float((1 + np.sum(null_array >= observed)) / (1 + shuffles))}
 
 
-def leakage_verdict(result: dict[str, object]) -> bool:
+def leakage_verdict(result: dict[str, object]) -> bool | None:
     """True when the null distribution is centred on chance: its mean within three standard errors
     (and at most 0.1) of 0.5. A pipeline that leaks labels into the features scores well above
-    0.5 under every shuffle."""
+    0.5 under every shuffle. None (no verdict) below ``DEFAULT_SHUFFLES`` shuffles: the mean of a
+    few shuffled AUCs strays 0.1 from 0.5 too often for a pass or a fail to mean anything."""
     shuffles, mean, sd = result["shuffles"], result["null_mean"], result["null_sd"] or 0.12
-    return abs(mean - 0.5) <= min(0.1, 3 * sd / np.sqrt(shuffles))
+    if shuffles < DEFAULT_SHUFFLES:
+        return None
+    return bool(abs(mean - 0.5) <= min(0.1, 3 * sd / np.sqrt(shuffles)))
+
+
+def verdict_text(result: dict[str, object]) -> str:
+    """The leakage verdict in words."""
+    verdict = leakage_verdict(result)
+    if verdict is None:
+        return f"no verdict ({result['shuffles']} shuffles; a verdict needs {DEFAULT_SHUFFLES})"
+    return "passed" if verdict else "FAILED (null not centred on 0.5)"
 
 
 def permutation_text(result: dict[str, object]) -> str:
-    """One line: the true AUC, the null distribution and the p-value."""
+    """One line: the true AUC, the null distribution, the p-value and the verdict."""
     return (f"permutation test ({result['shuffles']} shuffles, {result['folds']}-fold): AUC {result['observed_auc']:.3f}, "
             f"null {result['null_mean']:.3f} +- {result['null_sd'] or 0:.3f}, p = {result['p_value']:.3f}; leakage check "
-            f"{'passed' if leakage_verdict(result) else 'FAILED (null not centred on 0.5)'}")
+            f"{verdict_text(result)}")

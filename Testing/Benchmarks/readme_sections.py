@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from IDHPredictorLib.demo_report import machine_text
-from IDHPredictorLib.validation.permutation import leakage_verdict
+from IDHPredictorLib.validation.permutation import verdict_text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,7 +52,7 @@ def results_section(demo: dict) -> str:
         lines.append(f"* {name} label-permutation test ({test['shuffles']} shuffles, {test['folds']}-fold CV): "
                      f"AUC {test['observed_auc']:.3f} with the true labels, {test['null_mean']:.3f} +- "
                      f"{test['null_sd'] or 0:.3f} under shuffled labels, p = {test['p_value']:.3f}; leakage check "
-                     f"{'passed' if leakage_verdict(test) else 'FAILED'}.")
+                     f"{verdict_text(test)}.")
     new = demo["new_patient"]
     lines += [f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
               f"{new['dlr']['idh_mutant_probability']:.2f}, perfusion p(mutant) = {new['perfusion']['idh_mutant_probability']:.2f}, "

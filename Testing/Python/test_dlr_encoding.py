@@ -249,6 +249,8 @@ def test_permutation_test_separates_a_signal_from_none() -> None:
     assert permutation_test(noise, y_noise, shuffles=20, k=8, components=4, workers=2) == chance
     # a pipeline that leaks: the null AUCs stay high, and the verdict says so
     assert not leakage_verdict({**chance, "null_mean": 0.8, "null_sd": 0.05})
+    # five shuffles: their mean strays 0.1 from 0.5 too often for any verdict
+    assert leakage_verdict({**chance, "shuffles": 5}) is None
 
 
 def test_metrics_against_a_hand_computed_confusion_matrix() -> None:
