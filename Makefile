@@ -25,7 +25,7 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(BIN)/idh-predictor demo --quick --out $(DEMO_DIR)
-	@echo "Open $(DEMO_DIR)/report.html. The full demo (48 patients, LOOCV, layer comparison, ~25 min on 2 cores):"
+	@echo "Open $(DEMO_DIR)/report.html. The full demo (48 patients, LOOCV, layer comparison, 20-shuffle permutation tests of DLR and perfusion; 25 min on 2 cores before the perfusion test was added):"
 	@echo "  $(BIN)/idh-predictor demo --out $(DEMO_DIR)-full"
 
 test: $(VENV)/.installed-test

@@ -23,12 +23,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .io.atomic import atomic_path
+from .validation.permutation import DEFAULT_SHUFFLES
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 log = logging.getLogger(__name__)
-
-
-PERMUTATION_SHUFFLES = 20  # the DLR permutation test: enough for a p-value resolution of 0.05
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,13 @@ class DemoSettings:
     single_modality: bool = True    # DLR on FLAIR alone beside FLAIR+T1c (paper Table 2a)
     radiomics: bool = True
     lstm_epochs: int = 150
-    perfusion_shuffles: int = PERMUTATION_SHUFFLES  # the LSTM is retrained per shuffle: the quick demo affords 5
+    perfusion_shuffles: int = DEFAULT_SHUFFLES  # the LSTM is retrained per shuffle: the quick demo affords 5
     workers: int = 2
     mutant_fraction: float | None = None  # None: the Choi mix's prevalence (27 %)
+
+    def __post_init__(self) -> None:
+        if self.perfusion_shuffles < 1:
+            raise ValueError("the demo's perfusion permutation test needs at least one shuffle")
 
     @classmethod
     def quick(cls, cases: int | None = None, workers: int = 2, seed: int = 0) -> DemoSettings:
@@ -173,7 +175,7 @@ def run_demo(out: str | Path, settings: DemoSettings, progress: ProgressFactory,
     reports: dict[str, list[EvaluationResult]] = {}
     stage = f"DLR {settings.validation} ({'+ radiomics, ' if settings.radiomics else ''}permutation test)"
     reports["dlr_main"] = clock.run(stage, lambda: evaluate_dlr(
-        cohort, out / "dlr-main", replace(dlr, permutation_shuffles=PERMUTATION_SHUFFLES), progress))
+        cohort, out / "dlr-main", replace(dlr, permutation_shuffles=DEFAULT_SHUFFLES), progress))
     reports["dlr_temporal"] = clock.run("DLR temporal split", lambda: evaluate_dlr(
         cohort, out / "dlr-temporal", replace(dlr, validation="temporal"), progress))
     if settings.compare_layers:

@@ -82,20 +82,22 @@ def _baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.n
 
 
 def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSettings,
-                       progress: ProgressFactory | None = None, save_model: Path | None = None,
-                       analysed: CohortPerfusion | None = None) -> dict[str, object]:
+                       progress: ProgressFactory | None = None, save_model: Path | None = None) -> dict[str, object]:
     """Run the evaluation; write report.json, table.md, roc.png, patterns.json and heat maps.
-    ``analysed`` reuses the DSC analysis of an earlier run on the same cohort (it is label-free);
-    the returned dict holds it under ``analysed``."""
+    With ``permutation_shuffles`` the LSTM's cross-validation is repeated under shuffled labels,
+    reusing the DSC analysis (it is label-free)."""
     if save_model is not None and settings.permute_labels:
         raise InputError(save_model, "a model trained on permuted labels would be meaningless", "Drop --save-model or --permute-labels")
     stage = progress or (lambda _name: None)
     cases = read_cohort(cohort_dir)
     y = np.array([c.idh_mutant for c in cases], dtype=int)
     check_split_plan(y, Path(cohort_dir) / "clinical.csv", settings.folds, settings.test_fraction)
+    if settings.permutation_shuffles < 0:
+        raise InputError(None, f"--permutation-test {settings.permutation_shuffles}: the number of shuffles cannot be negative",
+                         "Give 20 or more shuffles, or leave the option out")
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
-    cohort = analysed or analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
+    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
     age = np.array([c.age for c in cases])
     baselines = {"age + mean rCBV": np.column_stack([age, [s["rcbv_mean"] for s in cohort.statistics]]),
                  "age + enhancement": np.column_stack([age, [float(c.present[0]) for c in cohort.curves]])}
@@ -126,8 +128,9 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
             results.append(EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics))
     comparisons = {name: delong_test(y[development], oof["LSTM"][development], oof[name][development]) for name in baselines}
     if settings.permutation_shuffles:
-        results[0].extra["permutation_test"] = lstm_permutation_test(
-            cohort.windows, y, development, folds, settings.training, results[0].metrics["auc"]["value"],
+        lstm_cv = next(r for r in results if r.name == "Attention-LSTM" and r.validation == "cv")
+        lstm_cv.extra["permutation_test"] = lstm_permutation_test(
+            cohort.windows, y, development, folds, settings.training, lstm_cv.metrics["auc"]["value"],
             settings.permutation_shuffles, settings.seed, settings.workers,
             stage(f"permutation test ({settings.permutation_shuffles} shuffles, {settings.folds}-fold)"))
 
@@ -159,4 +162,4 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
                                                  "training_cohort": {**cohort_record(cohort_dir),
                                                                      "patients": int(len(development))},
                                                  "metrics": {"cv_simulated": cv_metrics}})
-    return {"results": results, **summary, "analysed": cohort}
+    return {"results": results, **summary}

@@ -33,7 +33,7 @@ def lstm_permutation_test(windows: np.ndarray, y: np.ndarray, development: np.nd
         labels = np.array(y, copy=True)
         labels[development] = generator.permutation(y[development])
         labellings.append(labels)
-    jobs = [job for labels in labellings for job in fold_jobs(windows, labels, folds, options, workers)]
+    jobs = [job for labels in labellings for job in fold_jobs(windows, labels, folds, options)]
     probabilities = [np.full(len(y), np.nan) for _ in labellings]
     for done, (fold_probabilities, _attention) in enumerate(ordered_results(jobs, workers)):
         shuffle, fold = divmod(done, len(folds))

@@ -4,7 +4,6 @@ one side of every split, and a patient's probability is the mean over its window
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -103,20 +102,24 @@ def predict_patients(model: AttentionLSTM, windows: np.ndarray) -> tuple[np.ndar
     return probabilities.mean(axis=1), attention.numpy().reshape(*windows.shape[:2], -1)
 
 
-def _fit_and_predict(train_windows: np.ndarray, train_y: np.ndarray, held_windows: np.ndarray, options: LstmTraining,
-                     threads: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """One fold (in a worker process when ``threads`` is given): train, then predict the held-out patients."""
-    if threads:
+def _fit_and_predict(windows: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray,
+                     options: LstmTraining) -> tuple[np.ndarray, np.ndarray]:
+    """One fold: train on patients ``train``, predict patients ``held``. On one torch thread
+    whichever process runs it, so that a fold's network does not depend on ``--workers``
+    (a tiny network gains little from more threads, and workers run folds side by side)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, _ = train_lstm(windows[train], y[train], options)
+        return predict_patients(model, windows[held])
+    finally:
         torch.set_num_threads(threads)
-    model, _ = train_lstm(train_windows, train_y, options)
-    return predict_patients(model, held_windows)
 
 
-def fold_jobs(windows: np.ndarray, y: np.ndarray, folds: list[Split], options: LstmTraining, workers: int) -> list:
-    """One joblib job per fold (``ordered_results`` runs them). A fold's network is tiny, so
-    ``workers`` processes of ``cpus / workers`` torch threads each beat one process using them all."""
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    return [delayed(_fit_and_predict)(windows[train], y[train], windows[held], options, threads) for train, held in folds]
+def fold_jobs(windows: np.ndarray, y: np.ndarray, folds: list[Split], options: LstmTraining) -> list:
+    """One joblib job per fold, for ``ordered_results``; joblib memory-maps ``windows`` for worker
+    processes rather than copying it per job."""
+    return [delayed(_fit_and_predict)(windows, y, train, held, options) for train, held in folds]
 
 
 def out_of_fold_lstm(windows: np.ndarray, y: np.ndarray, folds: list[Split], options: LstmTraining, workers: int = 1,
@@ -126,7 +129,7 @@ def out_of_fold_lstm(windows: np.ndarray, y: np.ndarray, folds: list[Split], opt
     probabilities = np.full(len(y), np.nan)
     attention = np.zeros((len(y), windows.shape[1], windows.shape[-1]))
     for done, ((_, held), (fold_probabilities, fold_attention)) in enumerate(
-            zip(folds, ordered_results(fold_jobs(windows, y, folds, options, workers), workers)), start=1):
+            zip(folds, ordered_results(fold_jobs(windows, y, folds, options), workers)), start=1):
         probabilities[held], attention[held] = fold_probabilities, fold_attention
         if progress:
             progress(done, len(folds))
