@@ -37,7 +37,7 @@ def results_section(demo: dict) -> str:
              f"{timings['total'] / 60:.1f} min; the full report is `report.html` in its output folder.",
              "",
              f"* Cohort: {cohort['patients']} small (2.5 mm) patients, {cohort['mutant']} IDH-mutant, grades II-IV; "
-             f"{cohort['full_size_patients']} new full-size patients for segmentation.",
+             f"{cohort['full_size_patients']} new full-size patient{'' if cohort['full_size_patients'] == 1 else 's'} for segmentation.",
              "* Segmentation Dice (shipped FLAIR+T1c CNN, full-size): " + ", ".join(
                  f"{region.replace('_', ' ')} {v['mean']:.3f}" for region, v in seg["dice"].items()) + ".",
              "", "| Model | Validation (patients) | AUC (95% CI) |", "|---|---|---|"]
