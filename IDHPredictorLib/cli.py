@@ -329,6 +329,26 @@ def _perfusion(args: argparse.Namespace) -> None:
     print(f"report: {Path(args.out)} ({time.perf_counter() - started:.0f} s)")
 
 
+def _fusion(args: argparse.Namespace) -> None:
+    from .fusion.evaluate import FusionSettings, evaluate_fusion
+    from .perfusion.training import LstmTraining
+
+    check_output_folder(Path(args.out))
+    settings = FusionSettings(folds=args.folds, inner_folds=args.inner_folds, coverage=args.coverage,
+                              radiomics=args.radiomics, seed=args.seed, workers=args.workers,
+                              training=LstmTraining(epochs=args.epochs, seed=args.seed, device=args.device))
+    started = time.perf_counter()
+    summary = evaluate_fusion(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name))
+    for result in summary["results"]:
+        calibration = result.extra.get("calibration")
+        calibration_text = f"  Brier {calibration['brier']:.3f}  ECE {calibration['ece']:.3f}" if calibration else ""
+        print(f"{result.name:45s} AUC {auc_text(result.metrics)}{calibration_text}")
+    coverage = summary["coverage"]
+    print(f"prediction sets at {settings.coverage:.0%}: coverage wildtype {coverage['wildtype']:.3f}, mutant "
+          f"{coverage['mutant']:.3f}, overall {coverage['overall']:.3f}; uncertain {summary['uncertain_fraction']:.1%}")
+    print(f"report: {Path(args.out)} ({time.perf_counter() - started:.0f} s)")
+
+
 def _predict(args: argparse.Namespace) -> None:
     import json
 
@@ -538,6 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
     perfusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     perfusion.add_argument("--seed", type=int, default=0)
     perfusion.set_defaults(run=_perfusion)
+
+    fusion = commands.add_parser("fusion", help="evaluate DLR + perfusion + age fused by nested stacking, with prediction sets")
+    fusion.add_argument("cohort", help="cohort folder: case folders with images, _seg, _dsc + clinical.csv")
+    fusion.add_argument("--out", required=True, help="folder for report.json, table.md, roc.png, reliability.png")
+    fusion.add_argument("--coverage", type=float, default=0.9, help="prediction-set coverage per class (default 0.9)")
+    fusion.add_argument("--folds", type=int, default=5, help="outer cross-validation folds")
+    fusion.add_argument("--inner-folds", type=int, default=3, help="folds inside each outer training set for the stacker")
+    fusion.add_argument("--radiomics", action="store_true", help="add the radiomics baseline as a component")
+    fusion.add_argument("--epochs", type=positive_int, default=150, help="LSTM maximum epochs")
+    fusion.add_argument("--workers", type=positive_int, default=1, help="processes for the component fits")
+    fusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    fusion.add_argument("--seed", type=int, default=0)
+    fusion.set_defaults(run=_fusion)
 
     predict = commands.add_parser("predict", help="IDH prediction for one case")
     predict.add_argument("case_dir")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -26,6 +25,7 @@ from sklearn.svm import SVC
 
 from ..bundle import read_bundle, write_bundle
 from ..errors import InputError
+from ..validation.calibration import PlattCalibrator
 from .fisher import FisherVectorEncoder, improved_fisher_vector
 from .selection import FScoreSelector, WelchTTestSelector
 
@@ -105,11 +105,11 @@ class DlrModel:
         chosen = classifier.best_estimator_ if isinstance(classifier, GridSearchCV) else classifier
         columns = np.flatnonzero(chosen["ttest"].get_support())[chosen["fscore"].get_support()]
         tested = np.isfinite(oof_scores)
-        calibration = LogisticRegression().fit(oof_scores[tested, None], np.asarray(y)[tested])
+        calibration = PlattCalibrator().fit(oof_scores[tested], np.asarray(y)[tested])
         names = encoder.feature_names(layer)
         return cls(encoder.weights_, encoder.means_, encoder.variances_, columns, chosen["scale"].mean_,
                    chosen["scale"].scale_, chosen["svm"].coef_.ravel(), float(chosen["svm"].intercept_[0]),
-                   (float(calibration.coef_[0, 0]), float(calibration.intercept_[0])),
+                   (calibration.slope_, calibration.offset_),
                    [names[c] for c in columns], {**record, "selected_features": len(columns)})
 
     def predict(self, descriptors: np.ndarray, top: int = 10) -> DlrPrediction:

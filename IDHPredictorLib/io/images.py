@@ -18,6 +18,7 @@ from ..errors import InputError
 from .atomic import atomic_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+TRUNCATED_FIX = "Copy or export the file again; the one given does not hold the whole image"
 
 
 def has_image_suffix(path: Path) -> bool:
@@ -43,31 +44,37 @@ def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
 
 
 def check_nifti_nans(image: sitk.Image, path: Path) -> None:
-    """Read a NIfTI file's voxels again with nibabel, which ITK's reader does not do for us: a
-    truncated file (an interrupted copy or download) is refused instead of read as part zeros,
-    and NaNs, which ITK turns into 0, are reported."""
+    """Check a NIfTI file's voxels, which ITK's reader does not do for us: a truncated file (an
+    interrupted copy or download) is refused instead of read as part zeros, and NaNs, which ITK
+    turns into 0, are reported. The voxels are decoded again (nibabel) only for floating-point
+    data, the one case that can hold NaNs; otherwise the file's length is checked against its
+    header, which keeps a large DSC series to one extra decompression."""
     if path.is_dir() or not path.name.lower().endswith((".nii", ".nii.gz")):
         return
-    if path.name.lower().endswith(".gz"):
-        check_gzip_integrity(path)
     import nibabel
 
+    length = check_gzip_integrity(path) if path.name.lower().endswith(".gz") else path.stat().st_size
     try:
-        voxels = np.asanyarray(nibabel.load(str(path)).dataobj)
+        nifti = nibabel.load(str(path))
+        expected = int(nifti.dataobj.offset) + nifti.get_data_dtype().itemsize * int(np.prod(nifti.shape))
+        voxels = np.asanyarray(nifti.dataobj) if np.issubdtype(nifti.get_data_dtype(), np.floating) else None
     except (EOFError, OSError, ValueError, zlib.error) as error:
-        raise InputError(path, f"is truncated or corrupt ({str(error).strip().splitlines()[0][:120]})",
-                         "Copy or export the file again; the one given does not hold the whole image") from error
-    if np.issubdtype(voxels.dtype, np.floating):
+        raise InputError(path, f"is truncated or corrupt ({str(error).strip().splitlines()[0][:120]})", TRUNCATED_FIX) from error
+    if length < expected:
+        raise InputError(path, f"is truncated: it holds {length} bytes, its header needs {expected}", TRUNCATED_FIX)
+    if voxels is not None:
         _raise_if_not_finite(voxels, path)
 
 
-def check_gzip_integrity(path: Path) -> None:
-    """Decompress ``path`` to its end, which checks gzip's CRC-32 and length: a flipped byte
-    inside the compressed data can decode into wrong voxels without any reader noticing."""
+def check_gzip_integrity(path: Path) -> int:
+    """Decompress ``path`` to its end, which checks gzip's CRC-32 and length (a flipped byte
+    inside the compressed data can decode into wrong voxels without any reader noticing), and
+    return the decompressed length."""
+    length = 0
     try:
         with gzip.open(path, "rb") as stream:
-            for _ in iter(lambda: stream.read(1 << 22), b""):
-                continue  # reading to the end is the check: gzip compares CRC and length there
+            for block in iter(lambda: stream.read(1 << 22), b""):
+                length += len(block)  # reading to the end is the check: gzip compares CRC and length there
     except gzip.BadGzipFile as error:
         with open(path, "rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
@@ -77,8 +84,8 @@ def check_gzip_integrity(path: Path) -> None:
         raise InputError(path, f"is corrupt: its gzip checksum does not match ({error})",
                          "Copy or export the file again; some bytes were changed on the way") from error
     except (EOFError, OSError, zlib.error) as error:
-        raise InputError(path, f"is truncated or corrupt ({str(error).strip().splitlines()[0][:120]})",
-                         "Copy or export the file again; the one given does not hold the whole image") from error
+        raise InputError(path, f"is truncated or corrupt ({str(error).strip().splitlines()[0][:120]})", TRUNCATED_FIX) from error
+    return length
 
 
 def check_image(image: sitk.Image, path: str | Path | None, dimension: int) -> None:

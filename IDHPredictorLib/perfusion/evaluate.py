@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.cohort import cohort_record, read_cohort
+from ..validation.calibration import PlattCalibrator, calibration_summary, cross_fitted_probabilities
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
@@ -119,13 +120,25 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     for name, features in baselines.items():
         test_scores[name] = _baseline(features, y, development, test)
 
+    # the LSTM's mean sigmoid is inflated by the class-weighted loss: Platt scaling of its logit,
+    # cross-fitted over the development patients, and fitted on all of them for the test split
+    calibrator = PlattCalibrator(on_logit=True).fit(oof["LSTM"][development], y[development])
+    calibrated = {"LSTM": (cross_fitted_probabilities(oof["LSTM"][development], y[development], seed=settings.seed, on_logit=True),
+                           calibrator.predict_proba(test_scores["LSTM"]))}
     results = []
     for name in ("LSTM", *baselines):
         label = "Attention-LSTM" if name == "LSTM" else f"Logistic regression: {name}"
-        for section, index, scores in ((f"{settings.folds}-fold cross-validation", development, oof[name][development]),
-                                       ("Held-out test split", test, test_scores[name])):
+        for column, (section, index, scores) in enumerate(
+                ((f"{settings.folds}-fold cross-validation", development, oof[name][development]),
+                 ("Held-out test split", test, test_scores[name]))):
             metrics = metrics_with_ci(y[index], scores, threshold=0.5, seed=settings.seed)
-            results.append(EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics))
+            result = EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics)
+            shown = calibrated[name][column] if name in calibrated else scores  # logistic baselines: their own output
+            if shown is not None and len(np.unique(y[index])) == 2:
+                result.extra["calibration"] = calibration_summary(y[index], shown)
+                if name in calibrated:
+                    result.extra["calibration_uncalibrated"] = calibration_summary(y[index], scores)
+            results.append(result)
     comparisons = {name: delong_test(y[development], oof["LSTM"][development], oof[name][development]) for name in baselines}
     if settings.permutation_shuffles:
         lstm_cv = next(r for r in results if r.name == "Attention-LSTM" and r.validation == "cv")
@@ -159,6 +172,8 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     if save_model is not None:
         cv_metrics = {r.name: r.metrics for r in results if r.validation == "cv"}
         save_perfusion_model(save_model, final, {"training": settings.training.as_dict(), "history": history,
+                                                 "calibration": {**calibrator.as_dict(), "fitted_on": (
+                                                     f"out-of-fold outputs of the {len(development)} development patients")},
                                                  "training_cohort": {**cohort_record(cohort_dir),
                                                                      "patients": int(len(development))},
                                                  "metrics": {"cv_simulated": cv_metrics}})

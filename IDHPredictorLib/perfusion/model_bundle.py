@@ -14,6 +14,7 @@ from ..bundle import read_bundle, write_bundle
 from ..errors import InputError
 from ..io.dsc import DscSeries
 from ..segmentation.model_bundle import DEFAULT_MODELS
+from ..validation.calibration import PlattCalibrator
 from . import curves as curve_grid
 from .analysis import PerfusionAnalysis
 from .curves import PatientCurves
@@ -40,6 +41,9 @@ def load_perfusion_model(folder: str | Path) -> tuple[AttentionLSTM, dict]:
     record = read_bundle(folder, KIND)
     if record.get("input") != GRID:
         raise InputError(folder / "model.json", "was made for another curve grid or channel order",
+                         "Re-train it with this version (idh-predictor perfusion --save-model)")
+    if "calibration" not in record:
+        raise InputError(folder / "model.json", "has no probability calibration (it predates calibrated perfusion models)",
                          "Re-train it with this version (idh-predictor perfusion --save-model)")
     model = AttentionLSTM(LstmArchitecture(**record["architecture"]))
     try:
@@ -74,11 +78,13 @@ def predict_perfusion_series(dsc: DscSeries, labels: sitk.Image, brain: sitk.Ima
     model, record = load_perfusion_model(bundle)
     analysis = analyse_dsc(dsc, labels, brain, aif_voxels)
     curves = patient_curves(analysis)
-    probability, attention = predict_patients(model, sliding_windows(curves.curves)[None])
+    network_output, attention = predict_patients(model, sliding_windows(curves.curves)[None])
+    probability = PlattCalibrator.from_dict(record["calibration"]).predict_proba(network_output)
     full = full_curve_attention(attention[0])
     number, pair = temporal_pattern(full, curve_segments(curves.curves[curve_grid.WHOLE_CHANNEL], curves.grid_s))
     result = {"case_id": case_id, "idh_mutant_probability": float(probability[0]),
-              "predicted_class": "mutant" if probability[0] > 0.5 else "wildtype",
+              "predicted_class": "mutant" if probability[0] >= 0.5 else "wildtype",
+              "network_output": float(network_output[0]), "calibration": record["calibration"],
               "temporal_pattern": f"TP{number}", "pattern_segments": list(pair), "attention": np.round(full, 5).tolist(),
               "rcbv": analysis.statistics, "aif_voxels_zyx": analysis.aif.voxels.tolist(), "aif_method": analysis.aif.method,
               "channels_present": dict(zip(curve_grid.CHANNELS, curves.present)),

@@ -4,16 +4,19 @@ one side of every split, and a patient's probability is the mean over its window
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from joblib import delayed
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from torch import nn
 
 from ..segmentation.inference import choose_device
+from ..validation.calibration import logit
 from ..validation.crossval import ordered_results
 from ..validation.splits import Split
 from .network import AttentionLSTM, LstmArchitecture
@@ -102,18 +105,45 @@ def predict_patients(model: AttentionLSTM, windows: np.ndarray) -> tuple[np.ndar
     return probabilities.mean(axis=1), attention.numpy().reshape(*windows.shape[:2], -1)
 
 
-def _fit_and_predict(windows: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray,
-                     options: LstmTraining) -> tuple[np.ndarray, np.ndarray]:
-    """One fold: train on patients ``train``, predict patients ``held``. On one torch thread
-    whichever process runs it, so that a fold's network does not depend on ``--workers``
-    (a tiny network gains little from more threads, and workers run folds side by side)."""
+@contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """Run the block on one torch thread, whichever process runs it, so that a fold's network
+    does not depend on ``--workers`` (a tiny network gains little from more threads, and workers
+    run folds side by side)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, _ = train_lstm(windows[train], y[train], options)
-        return predict_patients(model, windows[held])
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _fit_and_predict(windows: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray,
+                     options: LstmTraining) -> tuple[np.ndarray, np.ndarray]:
+    """One fold: train on patients ``train``, predict patients ``held`` (on one torch thread)."""
+    with single_torch_thread():
+        model, _ = train_lstm(windows[train], y[train], options)
+        return predict_patients(model, windows[held])
+
+
+class LstmScorer(BaseEstimator, ClassifierMixin):
+    """The attention-LSTM as a scikit-learn classifier over patients' windows (P, W, C, L), so it
+    composes with the cross-validation and stacking helpers; ``decision_function`` is the logit of
+    the patient's mean window probability (the input Platt scaling and the fusion expect)."""
+
+    def __init__(self, options: LstmTraining = LstmTraining()) -> None:  # noqa: B008 (frozen dataclass)
+        self.options = options
+
+    def fit(self, windows: np.ndarray, y: np.ndarray) -> LstmScorer:
+        self.classes_ = np.array([0, 1])
+        with single_torch_thread():
+            self.model_, _ = train_lstm(np.asarray(windows), np.asarray(y, dtype=int), self.options)
+        return self
+
+    def decision_function(self, windows: np.ndarray) -> np.ndarray:
+        with single_torch_thread():
+            probabilities, _ = predict_patients(self.model_, np.asarray(windows))
+        return logit(probabilities)
 
 
 def fold_jobs(windows: np.ndarray, y: np.ndarray, folds: list[Split], options: LstmTraining) -> list:

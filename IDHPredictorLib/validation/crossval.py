@@ -23,8 +23,9 @@ def ordered_results(jobs: list, workers: int = 1) -> Iterator:
     return (function(*args, **kwargs) for function, args, kwargs in jobs)
 
 
-def _fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarray, y: np.ndarray, train: np.ndarray,
+def fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarray, y: np.ndarray, train: np.ndarray,
                  test: np.ndarray) -> np.ndarray:
+    """Fit a fresh ``make_model()`` on the ``train`` samples and return the ``test`` samples' decision scores."""
     if len(np.unique(y[train])) < 2:
         raise ValueError("a training fold holds one class only; use fewer folds or a larger cohort")
     model = make_model()
@@ -40,7 +41,7 @@ def out_of_fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarra
     processes (joblib) when more than one."""
     y = np.asarray(y)
     scores = np.full(len(y), np.nan)
-    jobs = [delayed(_fold_scores)(make_model, X, y, train, test) for train, test in splits]
+    jobs = [delayed(fold_scores)(make_model, X, y, train, test) for train, test in splits]
     for done, ((_, test), values) in enumerate(zip(splits, ordered_results(jobs, workers))):
         scores[test] = values
         if progress:

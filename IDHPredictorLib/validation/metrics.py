@@ -6,7 +6,7 @@ so reports stay valid JSON and an undefined value never enters an average or a b
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 METRIC_KEYS = ("auc", "acc", "sens", "spec", "ppv", "npv", "mcc")
 # Fewest patients of each class for a bootstrap interval: below this the resamples reuse the same
@@ -18,6 +18,17 @@ TOO_FEW_FOR_CI = f"no interval: fewer than {MIN_CLASS_FOR_CI} patients in a clas
 
 def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator / denominator) if denominator > 0 else None
+
+
+def rank_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half), for labels holding both classes.
+
+    The value of ``sklearn.metrics.roc_auc_score`` (a test checks), computed from ranks because
+    its input validation costs ~7 ms a call, which made up most of the time of a bootstrap."""
+    y_true = np.asarray(y_true, dtype=bool)
+    positives = int(y_true.sum())
+    ranks = rankdata(scores)
+    return float((ranks[y_true].sum() - positives * (positives + 1) / 2) / (positives * (len(y_true) - positives)))
 
 
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.0) -> dict[str, float | None]:
@@ -32,7 +43,7 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.
     fn = float(np.sum(~called & y_true))
     mcc_denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return {
-        "auc": float(roc_auc_score(y_true, scores)) if 0 < y_true.sum() < len(y_true) else None,
+        "auc": rank_auc(y_true, scores) if 0 < y_true.sum() < len(y_true) else None,
         "acc": _ratio(tp + tn, len(y_true)),
         "sens": _ratio(tp, tp + fn),
         "spec": _ratio(tn, tn + fp),

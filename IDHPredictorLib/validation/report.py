@@ -73,14 +73,55 @@ def roc_figure(results: list[EvaluationResult], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def write_report(out_dir: Path, results: list[EvaluationResult], title: str, settings: dict[str, object]) -> Path:
-    """Write report.json, table.md and roc.png into ``out_dir``; return the JSON path."""
+def calibration_table(results: list[EvaluationResult]) -> str:
+    """Brier score and ECE of every result that carries probabilities (``extra["calibration"]``)."""
+    rated = [r for r in results if r.extra.get("calibration")]
+    if not rated:
+        return ""
+    lines = ["| Methods | Validation | Brier | ECE | probability |", "|---|---|---|---|---|"]
+    for result in rated:
+        for label, key in (("calibrated", "calibration"), ("uncalibrated", "calibration_uncalibrated")):
+            if result.extra.get(key):
+                summary = result.extra[key]
+                lines.append(f"| {result.name} | {result.section} | {summary['brier']:.3f} | {summary['ece']:.3f} | {label} |")
+    return ("\n## Calibration\n\n" + "\n".join(lines) + "\n\nBrier: mean squared error of the probability; ECE: "
+            "expected calibration error over 10 equal-width bins (0 = perfectly calibrated). Cross-validated "
+            "probabilities are calibrated by Platt scaling fitted without the patient rated (cross-fitted).\n")
+
+
+def reliability_figure(results: list[EvaluationResult], path: Path, title: str) -> None:
+    """Reliability diagram (observed mutant rate against mean predicted probability, per
+    probability bin) of every result with a calibration summary."""
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=110)
+    for result in results:
+        summary = result.extra.get("calibration")
+        if not summary:
+            continue
+        rows = summary["reliability"]
+        axes.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], marker="o", markersize=3,
+                  label=f"{result.name}, {result.validation} (ECE {summary['ece']:.3f})")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axes.set(xlabel="predicted IDH-mutant probability", ylabel="observed IDH-mutant rate", title=title,
+             xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="upper left", fontsize=6)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+
+
+def write_report(out_dir: Path, results: list[EvaluationResult], title: str, settings: dict[str, object],
+                 summary: dict[str, object] | None = None, notes: str = "") -> Path:
+    """Write report.json (``summary`` keys first), table.md (``notes`` appended), roc.png and, when
+    any result has probabilities, reliability.png into ``out_dir``; return the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(results)
+    table = markdown_table(results) + calibration_table(results) + notes
+    if any(r.extra.get("calibration") for r in results):
+        reliability_figure(results, out_dir / "reliability.png", title)
     with atomic_path(out_dir / "table.md") as tmp:
         tmp.write_text(f"# {title}\n\n{table}", encoding="utf-8")
     roc_figure(results, out_dir / "roc.png", title)
-    record = {"title": title, "settings": settings, "results": [r.as_dict() for r in results]}
+    record = {**(summary or {}), "title": title, "settings": settings, "results": [r.as_dict() for r in results]}
     with atomic_path(out_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return out_dir / "report.json"

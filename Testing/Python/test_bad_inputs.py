@@ -44,6 +44,10 @@ def test_truncated_nifti_files_are_refused(small_cohort: Path, tmp_path: Path, c
     (case / f"{case.name}_flair.nii").write_bytes(raw[: len(raw) // 2])
     status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
     assert status == 2 and "truncated" in err
+    (case / f"{case.name}_flair.nii").unlink()
+    flair.write_bytes(gzip.compress(raw[: len(raw) // 2]))  # a sound gzip stream around half an image
+    status, err = _run(["validate", str(case), "--modalities", "flair", "t1ce"], capsys)
+    assert status == 2 and "its header needs" in err and flair.name in err
 
 
 def test_corrupt_or_misnamed_gzip_files_are_refused(small_cohort: Path, tmp_path: Path,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.feature import fisher_vector
+from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
 from IDHPredictorLib.dlr.fisher import FisherVectorEncoder, MixtureTables, bound_rounding_factor, improved_fisher_vector
@@ -14,7 +15,7 @@ from IDHPredictorLib.dlr.model import dlr_pipeline, selection_classifier
 from IDHPredictorLib.dlr.selection import FScoreSelector, WelchTTestSelector, f_scores
 from IDHPredictorLib.segmentation.network import LAYER_GEOMETRY, LAYERS, Architecture, SegmentationCNN
 from IDHPredictorLib.validation.crossval import out_of_fold_scores
-from IDHPredictorLib.validation.metrics import binary_metrics, metrics_with_ci
+from IDHPredictorLib.validation.metrics import binary_metrics, metrics_with_ci, rank_auc
 from IDHPredictorLib.validation.splits import leave_one_out, repeated_kfold
 
 
@@ -264,6 +265,16 @@ def test_metrics_against_a_hand_computed_confusion_matrix() -> None:
     with_ci = metrics_with_ci(y, scores, resamples=200)
     assert with_ci["acc"]["value"] == pytest.approx(0.6) and with_ci["acc"]["ci_low"] is None  # 2 and 3 patients
     assert with_ci["acc"]["ci_note"].startswith("no interval")
+
+
+def test_rank_auc_equals_scikit_learns_with_and_without_ties() -> None:
+    generator = np.random.default_rng(7)
+    for size in (5, 23, 200):
+        y = generator.permutation(np.arange(size) % 3 == 0).astype(int)
+        continuous = generator.normal(size=size) + y
+        tied = np.round(continuous)  # a handful of distinct values: many ties across the classes
+        for scores in (continuous, tied):
+            assert rank_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
 
 
 def test_metrics_of_a_single_class_do_not_crash() -> None:

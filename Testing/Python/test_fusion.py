@@ -1,0 +1,154 @@
+"""Calibration, nested stacking and conformal prediction sets (issue 18), on traits-only phantom
+draws (thousands of simulated patients in a second) and one small end-to-end cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from IDHPredictorLib.cli import main
+from IDHPredictorLib.fusion.stacking import Component, nested_fusion
+from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table
+from IDHPredictorLib.validation.calibration import (PlattCalibrator, calibration_summary, cross_fitted_probabilities,
+                                                    expected_calibration_error)
+from IDHPredictorLib.validation.conformal import ClassConditionalConformal, coverage_report, repeated_split_coverage
+from IDHPredictorLib.validation.splits import repeated_kfold
+
+PREOPERATIVE = ("age", "rcbv_true", "mismatch", "margin_irregularity", "heterogeneity")
+
+
+def _traits(cases: int, seed: int, effect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A few preoperative latent traits and the genotype of a traits-only phantom draw (choi mix)."""
+    rows = [row for _, row in clinical_table(PhantomOptions(cases=cases, seed=seed, mix="choi", effect=effect))]
+    return np.array([[float(row[c]) for c in PREOPERATIVE] for row in rows]), np.array([row["idh"] == "mutant" for row in rows], int)
+
+
+def _out_of_fold_probabilities(X: np.ndarray, y: np.ndarray, class_weight: str | None = None) -> np.ndarray:
+    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight=class_weight))
+    return cross_val_predict(model, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
+
+
+def test_platt_scaling_repairs_a_class_weighted_models_probabilities() -> None:
+    # a class-weighted loss (as the LSTM's pos_weight) inflates the mutants' odds at a 27 % prevalence
+    X, y = _traits(3000, seed=8)
+    inflated = _out_of_fold_probabilities(X, y, class_weight="balanced")
+    calibrated = cross_fitted_probabilities(inflated, y, on_logit=True)
+    raw_ece, calibrated_ece = expected_calibration_error(y, inflated), expected_calibration_error(y, calibrated)
+    assert raw_ece > 0.1, raw_ece  # the problem is real
+    assert calibrated_ece < 0.04 and calibrated_ece < raw_ece / 3, (raw_ece, calibrated_ece)
+    assert calibration_summary(y, calibrated)["brier"] < calibration_summary(y, inflated)["brier"]
+    # the calibrated label and number never disagree: one threshold, 0.5, on the calibrated probability
+    platt = PlattCalibrator(on_logit=True).fit(inflated, y)
+    restored = PlattCalibrator.from_dict(platt.as_dict())
+    assert np.allclose(restored.predict_proba(inflated), platt.predict_proba(inflated))
+    assert np.all(np.diff(platt.predict_proba(np.sort(inflated))) >= 0)  # monotone: AUC unchanged
+
+
+class _SpyModel:
+    """A component whose score for patient j is fit_id * 10_000 + j, remembering each fit's patients."""
+
+    fits: list[set[int]] = []
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _SpyModel:
+        self.fit_id = len(_SpyModel.fits)
+        _SpyModel.fits.append(set(X[:, 0].astype(int)))
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.fit_id * 10_000 + X[:, 0]
+
+
+class _SpyStacker:
+    """Checks that every score it is fitted on, or applied to, came from a fit without that patient,
+    and that the fits behind its training scores saw only its own (outer training) patients."""
+
+    def fit(self, Z: np.ndarray, y: np.ndarray) -> _SpyStacker:
+        fit_ids, patients = np.divmod(Z.astype(int), 10_000)
+        self.outer_training = set(patients[:, 0])
+        for fit_id, patient in zip(fit_ids.ravel(), patients.ravel()):
+            assert patient not in _SpyModel.fits[fit_id], "the stacker saw an in-fold score"
+            assert _SpyModel.fits[fit_id] <= self.outer_training, "a training score came from a fit that saw test patients"
+        return self
+
+    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
+        fit_ids, patients = np.divmod(Z.astype(int), 10_000)
+        for fit_id, patient in zip(fit_ids.ravel(), patients.ravel()):
+            assert patient not in _SpyModel.fits[fit_id] and patient not in self.outer_training
+        return np.column_stack([np.full(len(Z), 0.5), np.full(len(Z), 0.5)])
+
+
+def test_the_stacker_only_ever_sees_out_of_fold_scores() -> None:
+    _SpyModel.fits = []
+    y = np.tile([0, 0, 1], 10)
+    patients = np.arange(len(y))[:, None].astype(float)
+    components = [Component(name, _SpyModel, patients) for name in ("DLR", "perfusion LSTM")]
+    outer = repeated_kfold(y, 5, 1, 0)[0]
+    fusion = nested_fusion(components, y, outer, {"both": ("DLR", "perfusion LSTM")}, inner_folds=3,
+                           stacker_factory=_SpyStacker)
+    assert len(_SpyModel.fits) == 2 * 5 * (1 + 3)  # per component: 5 outer fits, 3 inner fits in each
+    assert np.isfinite(fusion.fused["both"]).all()
+
+
+def test_fusion_of_an_informative_and_a_noise_component_matches_the_informative_one() -> None:
+    generator = np.random.default_rng(4)
+    y = generator.permutation(np.repeat([0, 1], [200, 100]))
+    informative = (1.2 * y + generator.normal(size=len(y)))[:, None]
+    noise = generator.normal(size=(len(y), 1))
+    def linear() -> object:
+        return make_pipeline(StandardScaler(), LogisticRegression())
+    components = [Component("informative", linear, informative), Component("noise", linear, noise)]
+    fusion = nested_fusion(components, y, repeated_kfold(y, 5, 1, 0)[0], {"fused": ("informative", "noise")})
+    informative_auc = roc_auc_score(y, fusion.component_scores["informative"])
+    assert roc_auc_score(y, fusion.component_scores["noise"]) == pytest.approx(0.5, abs=0.08)
+    assert roc_auc_score(y, fusion.fused["fused"]) == pytest.approx(informative_auc, abs=0.02)
+
+
+def test_conformal_sets_keep_their_coverage_in_each_class() -> None:
+    X, y = _traits(4000, seed=9)
+    probabilities = _out_of_fold_probabilities(X, y)
+    check = repeated_split_coverage(probabilities, y, coverage=0.9, repeats=100)
+    for genotype in ("wildtype", "mutant"):
+        # the guarantee: at least 90 %, and at most 90 % + 1/(n+1) on average; 2 points of slack for the repeats
+        assert 0.88 <= check[genotype]["mean"] <= 0.92, (genotype, check[genotype])
+    assert 0.0 < check["uncertain_fraction"]["mean"] < 1.0
+    # weaker traits (half the effect): the classes overlap more, and more answers are "uncertain"
+    X_weak, y_weak = _traits(4000, seed=9, effect=0.5)
+    weak = repeated_split_coverage(_out_of_fold_probabilities(X_weak, y_weak), y_weak, coverage=0.9, repeats=100)
+    assert weak["uncertain_fraction"]["mean"] > check["uncertain_fraction"]["mean"] + 0.05
+    assert 0.88 <= weak["mutant"]["mean"] <= 0.92
+
+
+def test_conformal_with_too_few_patients_of_a_class_never_rules_that_class_out() -> None:
+    conformal = ClassConditionalConformal(0.9).fit(np.array([0.1, 0.2, 0.3, 0.9, 0.8]), np.array([0, 0, 0, 1, 1]))
+    sets = conformal.predict_sets(np.array([0.01, 0.99]))
+    assert sets.all()  # 3 wildtype and 2 mutants cannot support a 90 % quantile: both classes stay in every set
+    restored = ClassConditionalConformal.from_dict(json.loads(json.dumps(conformal.as_dict())))
+    assert np.array_equal(restored.predict_sets(np.array([0.01, 0.99])), sets)
+    report = coverage_report(sets, np.array([0, 1]))
+    assert report["uncertain_fraction"] == 1.0 and report["coverage"]["overall"] == 1.0
+    with pytest.raises(ValueError, match="coverage"):
+        ClassConditionalConformal(1.5).fit(np.array([0.1, 0.9]), np.array([0, 1]))
+
+
+def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fusion"
+    assert main(["fusion", str(perfusion_cohort), "--out", str(out), "--folds", "2", "--inner-folds", "2",
+                 "--epochs", "3", "--coverage", "0.8"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    for key in ("auc", "brier", "ece", "coverage", "uncertain_fraction"):
+        assert key in report, key
+    assert set(report["coverage"]) == {"overall", "mutant", "wildtype"}
+    assert report["inputs"] == ["DLR", "perfusion LSTM", "age"] and report["patients"] == 16
+    names = [r["name"] for r in report["results"]]
+    assert {"DLR", "perfusion LSTM", "age", "Fusion: DLR + perfusion + age", "Fusion: DLR + age (no DSC)"} <= set(names)
+    assert 0.0 <= report["brier"] <= 1.0 and (out / "reliability.png").stat().st_size > 0
+    assert "Prediction sets" in (out / "table.md").read_text()
+    assert main(["fusion", str(perfusion_cohort), "--out", str(tmp_path / "bad"), "--coverage", "90"]) == 2
