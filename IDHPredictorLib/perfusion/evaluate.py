@@ -171,9 +171,12 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if save_model is not None:
         cv_metrics = {r.name: r.metrics for r in results if r.validation == "cv"}
+        lstm_cv = next(r for r in results if r.name == "Attention-LSTM" and r.validation == "cv")
+        shown_calibration = {k: lstm_cv.extra["calibration"][k] for k in ("brier", "ece", "patients")}
         save_perfusion_model(save_model, final, {"training": settings.training.as_dict(), "history": history,
                                                  "calibration": {**calibrator.as_dict(), "fitted_on": (
-                                                     f"out-of-fold outputs of the {len(development)} development patients")},
+                                                     f"out-of-fold outputs of the {len(development)} development patients"),
+                                                                 "cv_simulated": shown_calibration},
                                                  "training_cohort": {**cohort_record(cohort_dir),
                                                                      "patients": int(len(development))},
                                                  "metrics": {"cv_simulated": cv_metrics}})
