@@ -172,7 +172,8 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
     if save_model is not None:
         cv_metrics = {r.name: r.metrics for r in results if r.validation == "cv"}
         lstm_cv = next(r for r in results if r.name == "Attention-LSTM" and r.validation == "cv")
-        shown_calibration = {k: lstm_cv.extra["calibration"][k] for k in ("brier", "ece", "patients")}
+        shown_calibration = ({k: lstm_cv.extra["calibration"][k] for k in ("brier", "ece", "patients")}
+                             if "calibration" in lstm_cv.extra else None)
         save_perfusion_model(save_model, final, {"training": settings.training.as_dict(), "history": history,
                                                  "calibration": {**calibrator.as_dict(), "fitted_on": (
                                                      f"out-of-fold outputs of the {len(development)} development patients"),
