@@ -164,11 +164,9 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
             result = self.logic.computePerfusion(self._parameterNode)
             self._showInLayout(result["case_id"])
-            rcbv = result["rcbv"]
-            self.ui.perfusionResultLabel.text = _("IDH-mutant probability {p:.2f} ({c}); temporal pattern {tp}; rCBV mean "
-                                                  "{m:.2f}, 95th pct {q:.2f}").format(
-                p=result["idh_mutant_probability"], c=result["predicted_class"], tp=result["temporal_pattern"],
-                m=rcbv["rcbv_mean"], q=rcbv["rcbv_p95"])
+            from IDHPredictorLib.perfusion.model_bundle import describe_perfusion
+
+            self.ui.perfusionResultLabel.text = describe_perfusion(result)
 
     def _ensureDependencies(self) -> None:
         """Install missing packages on first use, asking the user first (so no wait cursor over the

@@ -111,3 +111,21 @@ def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSI
                           f"{case.case_id}: {prediction.result['temporal_pattern']}", curves.present)
     return {**prediction.result, "heatmap": str(heatmap) if heatmap else None,
             "rcbv_map": str(rcbv_map) if rcbv_map else None}
+
+
+def describe_perfusion(result: dict[str, object]) -> str:
+    """One display line for a perfusion prediction (the Slicer panel): the calibrated probability
+    and class, the temporal pattern and rCBV, and the bundle's validation AUC, Brier and ECE with
+    what they were measured on."""
+    from ..validation.report import metric_cell
+
+    rcbv = dict(result["rcbv"])
+    line = (f"IDH-mutant probability {result['idh_mutant_probability']:.2f} (calibrated; {result['predicted_class']}); "
+            f"temporal pattern {result['temporal_pattern']}; rCBV mean {rcbv['rcbv_mean']:.2f}, 95th pct {rcbv['rcbv_p95']:.2f}")
+    auc = dict(dict(result.get("model_metrics") or {}).get("cv_simulated") or {}).get("Attention-LSTM", {}).get("auc")
+    calibration = dict(result.get("calibration") or {}).get("cv_simulated")
+    if auc and calibration:
+        line += (f". Model validation ({calibration['patients']} simulated patients, 5-fold CV, reference masks): "
+                 f"AUC {metric_cell(auc)}, Brier {calibration['brier']:.3f}, ECE {calibration['ece']:.3f}")
+    return line
+

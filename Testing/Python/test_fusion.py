@@ -17,8 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.fusion.stacking import Component, nested_fusion
 from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table
-from IDHPredictorLib.validation.calibration import (PlattCalibrator, calibration_summary, cross_fitted_probabilities,
-                                                    expected_calibration_error)
+from IDHPredictorLib.validation.calibration import PlattCalibrator, calibration_summary, cross_fitted_probabilities, expected_calibration_error
 from IDHPredictorLib.validation.conformal import ClassConditionalConformal, coverage_report, repeated_split_coverage
 from IDHPredictorLib.validation.splits import repeated_kfold
 

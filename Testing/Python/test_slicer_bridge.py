@@ -258,6 +258,23 @@ def test_dlr_panel_lines_read_the_bundles_validation_metrics() -> None:
     assert "not recorded" in describe_prediction({**result, "model_metrics": {}})["validation"]
 
 
+def test_perfusion_panel_line_reads_the_bundles_validation_and_calibration() -> None:
+    import json
+
+    from IDHPredictorLib.perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, describe_perfusion
+
+    record = json.loads((DEFAULT_PERFUSION_MODEL / "model.json").read_text())
+    result = {"idh_mutant_probability": 0.317, "predicted_class": "wildtype", "temporal_pattern": "TP4",
+              "rcbv": {"rcbv_mean": 1.234, "rcbv_p95": 3.5}, "model_metrics": record["metrics"],
+              "calibration": record["calibration"]}
+    line = describe_perfusion(result)
+    validation = record["calibration"]["cv_simulated"]
+    assert line.startswith("IDH-mutant probability 0.32 (calibrated; wildtype); temporal pattern TP4; rCBV mean 1.23")
+    assert f"({validation['patients']} simulated patients, 5-fold CV, reference masks)" in line
+    assert f"Brier {validation['brier']:.3f}, ECE {validation['ece']:.3f}" in line
+    assert "Model validation" not in describe_perfusion({**result, "calibration": {}})
+
+
 def test_raw_volumes_in_the_scene_are_prepared_and_segmented(realdata: Path) -> None:
     """The raw TCGA-FG-6692 series (skull, 5.5 mm, one grid each) as volume nodes, the way they
     arrive from DICOM: the workflow co-registers, skull-strips and segments them, and puts the
