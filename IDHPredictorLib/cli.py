@@ -334,11 +334,14 @@ def _fusion(args: argparse.Namespace) -> None:
     from .perfusion.training import LstmTraining
 
     check_output_folder(Path(args.out))
+    if args.save_model:
+        check_output_folder(Path(args.save_model), replaced_if_marked="model.json")
     settings = FusionSettings(folds=args.folds, inner_folds=args.inner_folds, coverage=args.coverage,
                               radiomics=args.radiomics, seed=args.seed, workers=args.workers,
                               training=LstmTraining(epochs=args.epochs, seed=args.seed, device=args.device))
     started = time.perf_counter()
-    summary = evaluate_fusion(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name))
+    summary = evaluate_fusion(Path(args.cohort), Path(args.out), settings, lambda name: tqdm_progress(name),
+                              Path(args.save_model) if args.save_model else None)
     for result in summary["results"]:
         calibration = result.extra.get("calibration")
         calibration_text = f"  Brier {calibration['brier']:.3f}  ECE {calibration['ece']:.3f}" if calibration else ""
@@ -347,6 +350,8 @@ def _fusion(args: argparse.Namespace) -> None:
     print(f"prediction sets at {settings.coverage:.0%}: coverage wildtype {coverage['wildtype']:.3f}, mutant "
           f"{coverage['mutant']:.3f}, overall {coverage['overall']:.3f}; uncertain {summary['uncertain_fraction']:.1%}")
     print(f"report: {Path(args.out)} ({time.perf_counter() - started:.0f} s)")
+    if args.save_model:
+        print(f"model bundle: {args.save_model}")
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -356,9 +361,18 @@ def _predict(args: argparse.Namespace) -> None:
         raise SystemExit("idh-predictor predict: nothing to do (give --perfusion-model or drop --skip-dlr)")
     if (args.heatmap or args.rcbv_map) and not args.perfusion_model:
         raise SystemExit("idh-predictor predict: --heatmap and --rcbv-map need --perfusion-model BUNDLE")
+    if args.fusion_model and (args.age is None or args.skip_dlr or args.dlr_model):
+        raise SystemExit("idh-predictor predict: --fusion-model needs --age YEARS and brings its own DLR model "
+                         "(drop --dlr-model and --skip-dlr)")
     check_output_paths(args.case_dir, [Path(p) for p in (args.out, args.labels, args.heatmap, args.rcbv_map) if p])
     result: dict[str, object] = {}
-    if not args.skip_dlr:
+    if args.fusion_model:
+        from .fusion.bundle import predict_fusion
+
+        result = predict_fusion(args.case_dir, args.age, Path(args.fusion_model), args.preprocess,
+                                tqdm_progress("deep descriptors", "scale"), Path(args.labels) if args.labels else None)
+        print_quality(QualityReport.from_dict(result["dlr"]["quality"]))
+    elif not args.skip_dlr:
         from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
 
         result["dlr"] = predict_dlr(args.case_dir, Path(args.dlr_model) if args.dlr_model else DEFAULT_DLR_MODEL,
@@ -569,12 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
     fusion.add_argument("--epochs", type=positive_int, default=150, help="LSTM maximum epochs")
     fusion.add_argument("--workers", type=positive_int, default=1, help="processes for the component fits")
     fusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    fusion.add_argument("--save-model", help="write the fusion bundle (its own DLR and LSTM, the stackers, the conformal sets) here")
     fusion.add_argument("--seed", type=int, default=0)
     fusion.set_defaults(run=_fusion)
 
     predict = commands.add_parser("predict", help="IDH prediction for one case")
     predict.add_argument("case_dir")
     predict.add_argument("--dlr-model", help="DLR bundle (default: the shipped one)")
+    predict.add_argument("--fusion-model", help="fusion bundle: one calibrated answer from DLR, perfusion (when the case "
+                         "has _dsc and _seg) and age, with its prediction set")
+    predict.add_argument("--age", type=float, help="the patient's age in years (needed by --fusion-model)")
     predict.add_argument("--skip-dlr", action="store_true", help="perfusion only")
     predict.add_argument("--perfusion-model", help="perfusion bundle: adds probability, temporal pattern and rCBV")
     predict.add_argument("--heatmap", help="with --perfusion-model: write the attention heat map PNG here")

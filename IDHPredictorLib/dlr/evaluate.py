@@ -158,12 +158,20 @@ def evaluate_dlr(cohort_dir: Path, out_dir: Path, settings: DlrSettings,
     write_report(out_dir, results, title, {**settings.as_dict(), "cohort": str(cohort_dir), "patients": len(cases),
                                            "descriptor_options": options.as_dict()})
     if save_model is not None:
-        pipeline = dlr_pipeline(settings.k, settings.components, settings.seed).fit(descriptors[settings.layer], y)
-        record = {"segmentation_model": Path(settings.model).name, "modalities": list(model.modalities),
-                  "segmentation_key": model_key(model, settings.model, options),
-                  "layer": settings.layer, "descriptor_options": options.as_dict(),
-                  "training_cohort": {**cohort_record(cohort_dir), "patients": len(cases), "mutant": int(y.sum())},
-                  "metrics": {f"{settings.validation}_simulated": multi_result.metrics},
-                  "note": "Trained on simulated patients (digital phantom); for research, not diagnosis."}
-        DlrModel.from_pipeline(pipeline, multi_scores, y, settings.layer, record).save(save_model)
+        save_dlr_bundle(save_model, descriptors[settings.layer], y, multi_scores, settings, options, cohort_dir,
+                        {f"{settings.validation}_simulated": multi_result.metrics})
     return results
+
+
+def save_dlr_bundle(folder: Path, descriptors: list[np.ndarray], y: np.ndarray, oof_scores: np.ndarray,
+                    settings: DlrSettings, options: DescriptorOptions, cohort_dir: Path, metrics: dict) -> Path:
+    """Fit the DLR pipeline on every patient and write it as a bundle, Platt-scaled on the
+    out-of-fold scores ``oof_scores``, with the record ``predict`` needs to reproduce its descriptors."""
+    model = load_filter_bank(settings.model)
+    pipeline = dlr_pipeline(settings.k, settings.components, settings.seed).fit(descriptors, y)
+    record = {"segmentation_model": Path(settings.model).name, "modalities": list(model.modalities),
+              "segmentation_key": model_key(model, settings.model, options),
+              "layer": settings.layer, "descriptor_options": options.as_dict(),
+              "training_cohort": {**cohort_record(cohort_dir), "patients": len(y), "mutant": int(np.sum(y))},
+              "metrics": metrics, "note": "Trained on simulated patients (digital phantom); for research, not diagnosis."}
+    return DlrModel.from_pipeline(pipeline, oof_scores, y, settings.layer, record).save(folder)

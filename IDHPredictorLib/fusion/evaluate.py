@@ -9,21 +9,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError
 from ..io.cohort import read_cohort
 from ..perfusion.training import LstmScorer, LstmTraining
 from ..segmentation.model_bundle import DEFAULT_MODELS
 from ..validation.calibration import calibration_summary, cross_fitted_probabilities
-from ..validation.conformal import DEFAULT_COVERAGE, repeated_split_coverage
+from ..validation.conformal import DEFAULT_COVERAGE, ClassConditionalConformal, repeated_split_coverage
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
 from ..validation.splits import check_split_plan, repeated_kfold
-from .stacking import Component, nested_fusion
+from .stacking import Component, NestedFusion, YoungerIsMutant, final_stacker, nested_fusion
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 FULL, WITHOUT_DSC = "Fusion: DLR + perfusion + age", "Fusion: DLR + age (no DSC)"
@@ -67,7 +64,7 @@ def _components(cohort_dir: Path, cases: list, settings: FusionSettings, stage: 
     seed, training = settings.seed, settings.training
     components = [Component("DLR", lambda: dlr_pipeline("auto", 64, seed), descriptors),
                   Component("perfusion LSTM", lambda: LstmScorer(training), windows),
-                  Component("age", lambda: make_pipeline(StandardScaler(), LogisticRegression()), age)]
+                  Component("age", YoungerIsMutant, age)]
     if settings.radiomics:
         from ..dlr.radiomics import cohort_radiomics
 
@@ -77,7 +74,7 @@ def _components(cohort_dir: Path, cases: list, settings: FusionSettings, stage: 
 
 
 def evaluate_fusion(cohort_dir: Path, out_dir: Path, settings: FusionSettings,
-                    progress: ProgressFactory | None = None) -> dict[str, object]:
+                    progress: ProgressFactory | None = None, save_model: Path | None = None) -> dict[str, object]:
     """Run the nested evaluation; write report.json (top-level ``auc``, ``brier``, ``ece``,
     ``coverage``, ``uncertain_fraction`` of the full fusion), table.md, roc.png and reliability.png."""
     if not 0.0 < settings.coverage < 1.0:
@@ -128,4 +125,52 @@ def evaluate_fusion(cohort_dir: Path, out_dir: Path, settings: FusionSettings,
              f"{conformal['uncertain_fraction']['mean']:.1%} of patients.\n")
     write_report(Path(out_dir), results, "IDH prediction by fusion (simulated patients)",
                  {**settings.as_dict(), "cohort": str(cohort_dir), "patients": len(y), "mutant": int(y.sum())}, summary, notes)
+    if save_model is not None:
+        _save_bundle(save_model, Path(cohort_dir), components, y, fusion, results, settings, stage)
     return {"results": results, **summary}
+
+
+def _save_bundle(folder: Path, cohort_dir: Path, components: list[Component], y: np.ndarray, fusion: NestedFusion,
+                 results: list[EvaluationResult], settings: FusionSettings, stage: ProgressFactory) -> Path:
+    """The bundle ``predict --fusion-model`` uses: DLR and the LSTM refitted on every patient, one
+    stacker per input set fitted on every patient's out-of-fold component scores, and its
+    conformal thresholds from the out-of-fold fused probabilities (module ``bundle``)."""
+    from ..dlr.descriptors import DescriptorOptions
+    from ..dlr.evaluate import DlrSettings, save_dlr_bundle
+    from ..io.cohort import cohort_record
+    from ..perfusion.model_bundle import save_perfusion_model
+    from ..perfusion.training import train_lstm
+    from ..validation.calibration import PlattCalibrator
+    from .bundle import Stacker, save_fusion_model
+
+    inputs = {c.name: c.X for c in components}
+    by_name = {r.name: r for r in results}
+    cohort = {**cohort_record(cohort_dir), "patients": int(len(y)), "mutant": int(y.sum())}
+    stackers, validation = {}, {}
+    for name, members in fusion.input_sets.items():
+        scores = np.column_stack([fusion.component_scores[m] for m in members])
+        conformal = ClassConditionalConformal(settings.coverage).fit(fusion.fused[name], y)
+        stackers[name] = Stacker.from_pipeline(final_stacker(fusion.component_scores, y, members), members, conformal, scores)
+        result = by_name[name]
+        validation[name] = {"auc": result.metrics["auc"], "brier": result.extra["calibration"]["brier"],
+                            "ece": result.extra["calibration"]["ece"], "patients": int(len(y)),
+                            "labels": "simulated (digital phantom)", "masks": "reference (phantom truth)",
+                            "validation": f"nested {settings.folds}-fold cross-validation"}
+    lstm_oof_probability = 1.0 / (1.0 + np.exp(-fusion.component_scores["perfusion LSTM"]))
+    calibrator = PlattCalibrator(on_logit=True).fit(lstm_oof_probability, y)
+    network, history = train_lstm(inputs["perfusion LSTM"], y, settings.training, progress=stage("LSTM on every patient"))
+    lstm_metrics = {"cv_simulated": {"Attention-LSTM": by_name["perfusion LSTM"].metrics}}
+    lstm_calibration = {**calibrator.as_dict(), "fitted_on": f"out-of-fold outputs of the {len(y)} patients",
+                        "cv_simulated": {k: by_name["perfusion LSTM"].extra["calibration"][k] for k in ("brier", "ece", "patients")}}
+    dlr_settings = DlrSettings(model=settings.model, seed=settings.seed)
+    return save_fusion_model(
+        folder,
+        lambda path: save_dlr_bundle(path, inputs["DLR"], y, fusion.component_scores["DLR"], dlr_settings,
+                                     DescriptorOptions(seed=settings.seed), cohort_dir,
+                                     {f"{settings.folds}-fold_simulated": by_name["DLR"].metrics}),
+        lambda path: save_perfusion_model(path, network, {"training": settings.training.as_dict(), "history": history,
+                                                          "calibration": lstm_calibration, "training_cohort": cohort,
+                                                          "metrics": lstm_metrics}),
+        stackers, {"training_cohort": cohort, "validation": validation, "coverage": settings.coverage,
+                   "components": {"DLR": "SVM decision value", "perfusion LSTM": "logit of the mean window probability",
+                                  "age": "minus the age in years"}})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import delayed
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -34,6 +35,18 @@ class Component:
     name: str
     make_model: Callable[[], object]
     X: Sequence | np.ndarray
+
+
+class YoungerIsMutant(BaseEstimator, ClassifierMixin):
+    """Age as a component score, younger = more likely IDH-mutant (the literature's direction and
+    the phantom's); nothing to fit, so a bundle needs no parameters to score a new patient's age."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> YoungerIsMutant:
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return -np.asarray(X, dtype=float)[:, 0]
 
 
 def make_stacker() -> Pipeline:

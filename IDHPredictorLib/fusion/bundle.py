@@ -1,0 +1,155 @@
+"""Fusion bundles and one patient's fused answer.
+
+A fusion bundle holds its own components, trained on the same cohort as its stackers, so that
+the scores it combines have the distribution the stackers were fitted on: ``dlr/`` (a DLR
+bundle) and ``perfusion/`` (a perfusion bundle), and in ``model.json`` one stacker per input set
+with its conformal thresholds and the range of each input seen in training. The sub-bundles'
+``model.json`` files are checksummed like weight files, so the whole is verified on loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from ..bundle import read_bundle, write_bundle
+from ..errors import InputError
+from ..segmentation.model_bundle import DEFAULT_MODELS
+from ..validation.calibration import logit
+from ..validation.conformal import ClassConditionalConformal, set_label
+
+KIND = "fusion"
+DLR_PART, PERFUSION_PART = "dlr", "perfusion"
+DEFAULT_FUSION_MODEL = DEFAULT_MODELS / "fusion"
+
+
+@dataclass
+class Stacker:
+    """A fitted stacker as plain numbers: standardise the inputs, then a logistic regression; its
+    conformal thresholds; each input's training range (to flag a case unlike the training patients)."""
+
+    inputs: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    conformal: ClassConditionalConformal
+    ranges: dict[str, tuple[float, float]]
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Pipeline, inputs: tuple[str, ...], conformal: ClassConditionalConformal,
+                      training_scores: np.ndarray) -> Stacker:
+        scaler, regression = pipeline[0], pipeline[-1]
+        ranges = {name: (float(np.min(training_scores[:, i])), float(np.max(training_scores[:, i])))
+                  for i, name in enumerate(inputs)}
+        return cls(tuple(inputs), scaler.mean_, scaler.scale_, regression.coef_.ravel(), float(regression.intercept_[0]),
+                   conformal, ranges)
+
+    def probability(self, scores: dict[str, float]) -> float:
+        """Fused IDH-mutant probability from the components' scores."""
+        z = (np.array([scores[name] for name in self.inputs]) - self.mean) / self.scale
+        return float(1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept))))
+
+    def outside_training_range(self, scores: dict[str, float]) -> list[str]:
+        """The inputs whose score lies outside what the training patients showed."""
+        return [name for name in self.inputs if not self.ranges[name][0] <= scores[name] <= self.ranges[name][1]]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"inputs": list(self.inputs), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "coef": self.coef.tolist(), "intercept": self.intercept, "conformal": self.conformal.as_dict(),
+                "training_ranges": {k: list(v) for k, v in self.ranges.items()}}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Stacker:
+        return cls(tuple(record["inputs"]), np.asarray(record["mean"]), np.asarray(record["scale"]),
+                   np.asarray(record["coef"]), float(record["intercept"]),
+                   ClassConditionalConformal.from_dict(record["conformal"]),
+                   {k: (float(v[0]), float(v[1])) for k, v in record["training_ranges"].items()})
+
+
+def save_fusion_model(folder: str | Path, write_dlr: Callable[[Path], object], write_perfusion: Callable[[Path], object],
+                      stackers: dict[str, Stacker],
+                      metadata: dict) -> Path:
+    """Write the bundle: the two component bundles (``write_dlr(path)``, ``write_perfusion(path)``
+    write them) and model.json with the stackers."""
+    files = {f"{DLR_PART}/model.json": lambda path: write_dlr(path.parent),
+             f"{PERFUSION_PART}/model.json": lambda path: write_perfusion(path.parent)}
+    record = {"stackers": {name: s.as_dict() for name, s in stackers.items()},
+              "note": "Trained on simulated patients (digital phantom); for research, not diagnosis.", **metadata}
+    return write_bundle(folder, KIND, record, files)
+
+
+def load_fusion_model(folder: str | Path) -> tuple[dict[str, Stacker], dict]:
+    """The stackers by input set and the bundle's model.json (checksums verified)."""
+    record = read_bundle(folder, KIND)
+    try:
+        return {name: Stacker.from_dict(value) for name, value in record["stackers"].items()}, record
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(Path(folder) / "model.json", f"has no valid stackers ({error})",
+                         "Re-create it with idh-predictor fusion --save-model") from error
+
+
+def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, float],
+                 quality_warnings: list[str]) -> dict[str, object]:
+    """The fused answer for the components' ``scores``: the stacker of the richest input set the
+    patient has, its calibrated probability, prediction set, and why the guarantee may not hold."""
+    usable = [name for name, s in stackers.items() if all(i in scores for i in s.inputs)]
+    if not usable:
+        raise InputError(None, f"no stacker of the fusion bundle can use the inputs {', '.join(scores)}",
+                         "Give the case the inputs the bundle needs (its model.json lists them)")
+    name = max(usable, key=lambda n: len(stackers[n].inputs))
+    stacker = stackers[name]
+    probability = stacker.probability(scores)
+    members = stacker.conformal.predict_sets(np.array([probability]))[0]
+    cautions = list(quality_warnings)
+    outside = stacker.outside_training_range(scores)
+    if outside:
+        cautions.append(f"{', '.join(outside)} outside the range of the training patients")
+    validation = dict(record.get("validation", {}).get(name, {}))
+    return {"idh_mutant_probability": probability, "predicted_class": "mutant" if probability >= 0.5 else "wildtype",
+            "prediction_set": set_label(members), "coverage": stacker.conformal.coverage, "stacker": name,
+            "inputs_used": list(stacker.inputs), "component_scores": {k: scores[k] for k in stacker.inputs},
+            "validation": validation,
+            "guarantee": ("holds for patients like the training cohort" if not cautions else
+                          "may not hold: " + "; ".join(cautions)),
+            "note": record.get("note", "")}
+
+
+def component_scores(dlr_result: dict, perfusion_result: dict | None, age: float) -> dict[str, float]:
+    """The stackers' inputs from the component predictions (the same scores the fusion was trained
+    on: the SVM decision, the logit of the LSTM's output, minus the age)."""
+    scores = {"DLR": float(dlr_result["decision_value"])}
+    if perfusion_result is not None:
+        scores["perfusion LSTM"] = float(logit(np.array([perfusion_result["network_output"]]))[0])
+    scores["age"] = -float(age)
+    return scores
+
+
+def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAULT_FUSION_MODEL,
+                   preprocess: str = "auto", progress: Callable[[int, int], None] | None = None,
+                   labels_out: Path | None = None) -> dict[str, object]:
+    """One case's fused answer with the bundle's own components: DLR always; perfusion when the
+    case has a DSC series and a tumour mask (``_seg``); age (years) always, as every stacker uses
+    it. Returns the fused answer and both component results."""
+    from ..dlr.predict import predict_dlr
+    from ..io.case import find_case_files
+    from ..perfusion.model_bundle import predict_perfusion
+
+    stackers, record = load_fusion_model(bundle)
+    if not 0 < age < 120:
+        raise InputError(None, f"age {age} is not a plausible age in years", "Give the patient's age in years, e.g. --age 54")
+    dlr = predict_dlr(case_dir, Path(bundle) / DLR_PART, progress=progress, preprocess=preprocess, labels_out=labels_out)
+    _, files = find_case_files(case_dir)
+    cautions = [f"quality: {c['name'].replace('_', ' ')}: {c['message']}" for c in dlr["quality"]["checks"] if c["verdict"] == "warn"]
+    perfusion = None
+    if "dsc" in files and "seg" in files:
+        perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART)
+    answer = fused_answer(stackers, record, component_scores(dlr, perfusion, age), cautions)
+    if "dsc" in files and perfusion is None:
+        answer["not_used"] = "the DSC series: the case has no tumour mask (_seg) in its folder for the DSC analysis"
+    return {"fusion": answer, "dlr": dlr, "perfusion": perfusion}
+
