@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io.cohort import cohort_record, read_cohort
 from ..segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank
 from ..segmentation.network import LAYERS
-from ..validation.calibration import calibration_summary, cross_fitted_probabilities
+from ..validation.calibration import CROSS_FITTED, calibration_summary, cross_fitted_probabilities
 from ..validation.crossval import out_of_fold_scores
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
@@ -85,7 +85,7 @@ def _result(name: str, section: str, settings: DlrSettings, y: np.ndarray, score
     # the probability a user sees: Platt scaling of the SVM decision, cross-fitted over patients
     probabilities = cross_fitted_probabilities(scores[tested], y[tested], seed=settings.seed)
     if probabilities is not None:
-        extra["calibration"] = calibration_summary(y[tested], probabilities)
+        extra["calibration"] = calibration_summary(y[tested], probabilities, CROSS_FITTED)
     return EvaluationResult(name, section, settings.validation, y[tested], scores[tested], metrics, extra)
 
 

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..io.cohort import read_cohort
 from ..perfusion.training import LstmScorer, LstmTraining
 from ..segmentation.model_bundle import DEFAULT_MODELS
-from ..validation.calibration import calibration_summary, cross_fitted_probabilities
+from ..validation.calibration import CROSS_FITTED, calibration_summary, cross_fitted_probabilities
 from ..validation.conformal import DEFAULT_COVERAGE, ClassConditionalConformal, repeated_split_coverage
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
@@ -99,12 +99,13 @@ def evaluate_fusion(cohort_dir: Path, out_dir: Path, settings: FusionSettings,
         result = EvaluationResult(name, section, "cv", y, scores, metrics_with_ci(y, scores, seed=settings.seed))
         probabilities = cross_fitted_probabilities(scores, y, seed=settings.seed)
         if probabilities is not None:
-            result.extra["calibration"] = calibration_summary(y, probabilities)
+            result.extra["calibration"] = calibration_summary(y, probabilities, CROSS_FITTED)
         results.append(result)
     for name, probabilities in fusion.fused.items():
         result = EvaluationResult(name, section, "cv", y, probabilities,
                                   metrics_with_ci(y, probabilities, threshold=0.5, seed=settings.seed),
-                                  {"inputs": list(input_sets[name]), "calibration": calibration_summary(y, probabilities)})
+                                  {"inputs": list(input_sets[name]),
+                                   "calibration": calibration_summary(y, probabilities, "stacker output (logistic regression)")})
         results.append(result)
     full = fusion.fused[FULL]
     comparisons = {name: delong_test(y, full, scores) for name, scores in fusion.component_scores.items()}

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.cohort import cohort_record, read_cohort
-from ..validation.calibration import PlattCalibrator, calibration_summary, cross_fitted_probabilities
+from ..validation.calibration import CROSS_FITTED, PlattCalibrator, calibration_summary, cross_fitted_probabilities
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
@@ -135,9 +135,11 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
             result = EvaluationResult(label, section, "cv" if "fold" in section else "test", y[index], scores, metrics)
             shown = calibrated[name][column] if name in calibrated else scores  # logistic baselines: their own output
             if shown is not None and len(np.unique(y[index])) == 2:
-                result.extra["calibration"] = calibration_summary(y[index], shown)
+                kind = ((CROSS_FITTED if column == 0 else "Platt-scaled on the development patients") if name in calibrated
+                        else "logistic regression output")
+                result.extra["calibration"] = calibration_summary(y[index], shown, kind)
                 if name in calibrated:
-                    result.extra["calibration_uncalibrated"] = calibration_summary(y[index], scores)
+                    result.extra["calibration_uncalibrated"] = calibration_summary(y[index], scores, "network output (uncalibrated)")
             results.append(result)
     comparisons = {name: delong_test(y[development], oof["LSTM"][development], oof[name][development]) for name in baselines}
     if settings.permutation_shuffles:

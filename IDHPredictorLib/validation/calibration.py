@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 
 RELIABILITY_BINS = 10
 PROBABILITY_EPSILON = 1e-6  # keeps the logit of a saturated sigmoid finite
+CROSS_FITTED = "Platt-scaled, cross-fitted"
 
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
@@ -94,8 +95,10 @@ def reliability_table(y: np.ndarray, probabilities: np.ndarray, bins: int = RELI
             for b in range(bins) if np.any(index == b)]
 
 
-def calibration_summary(y: np.ndarray, probabilities: np.ndarray, bins: int = RELIABILITY_BINS) -> dict[str, object]:
-    """Brier score, ECE and the reliability table of probabilities for labels ``y`` (1 = mutant)."""
+def calibration_summary(y: np.ndarray, probabilities: np.ndarray, probability: str, bins: int = RELIABILITY_BINS) -> dict[str, object]:
+    """Brier score, ECE and the reliability table of probabilities for labels ``y`` (1 = mutant);
+    ``probability`` says what they are (e.g. "Platt-scaled, cross-fitted")."""
     y, probabilities = np.asarray(y, dtype=int), np.asarray(probabilities, dtype=float)
-    return {"brier": float(brier_score_loss(y, probabilities)), "ece": expected_calibration_error(y, probabilities, bins),
+    return {"probability": probability, "brier": float(brier_score_loss(y, probabilities)),
+            "ece": expected_calibration_error(y, probabilities, bins),
             "reliability": reliability_table(y, probabilities, bins), "patients": int(len(y))}

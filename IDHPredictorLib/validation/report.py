@@ -80,13 +80,14 @@ def calibration_table(results: list[EvaluationResult]) -> str:
         return ""
     lines = ["| Methods | Validation | Brier | ECE | probability |", "|---|---|---|---|---|"]
     for result in rated:
-        for label, key in (("calibrated", "calibration"), ("uncalibrated", "calibration_uncalibrated")):
+        for key in ("calibration", "calibration_uncalibrated"):
             if result.extra.get(key):
                 summary = result.extra[key]
-                lines.append(f"| {result.name} | {result.section} | {summary['brier']:.3f} | {summary['ece']:.3f} | {label} |")
+                lines.append(f"| {result.name} | {result.section} | {summary['brier']:.3f} | {summary['ece']:.3f} | "
+                             f"{summary['probability']} |")
     return ("\n## Calibration\n\n" + "\n".join(lines) + "\n\nBrier: mean squared error of the probability; ECE: "
-            "expected calibration error over 10 equal-width bins (0 = perfectly calibrated). Cross-validated "
-            "probabilities are calibrated by Platt scaling fitted without the patient rated (cross-fitted).\n")
+            "expected calibration error over 10 equal-width bins (0 = perfectly calibrated). Cross-fitted: each "
+            "patient's probability from Platt scaling fitted on the other patients' out-of-fold scores.\n")
 
 
 def reliability_figure(results: list[EvaluationResult], path: Path, title: str) -> None:

@@ -4,6 +4,7 @@ draws (thousands of simulated patients in a second) and one small end-to-end coh
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_platt_scaling_repairs_a_class_weighted_models_probabilities() -> None:
     raw_ece, calibrated_ece = expected_calibration_error(y, inflated), expected_calibration_error(y, calibrated)
     assert raw_ece > 0.1, raw_ece  # the problem is real
     assert calibrated_ece < 0.04 and calibrated_ece < raw_ece / 3, (raw_ece, calibrated_ece)
-    assert calibration_summary(y, calibrated)["brier"] < calibration_summary(y, inflated)["brier"]
+    assert calibration_summary(y, calibrated, "Platt")["brier"] < calibration_summary(y, inflated, "raw")["brier"]
     # the calibrated label and number never disagree: one threshold, 0.5, on the calibrated probability
     platt = PlattCalibrator(on_logit=True).fit(inflated, y)
     restored = PlattCalibrator.from_dict(platt.as_dict())
@@ -137,10 +138,11 @@ def test_conformal_with_too_few_patients_of_a_class_never_rules_that_class_out()
         ClassConditionalConformal(1.5).fit(np.array([0.1, 0.9]), np.array([0, 1]))
 
 
-def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort: Path, tmp_path: Path) -> None:
-    out = tmp_path / "fusion"
+def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    out, bundle = tmp_path / "fusion", tmp_path / "fusion-bundle"
     assert main(["fusion", str(perfusion_cohort), "--out", str(out), "--folds", "2", "--inner-folds", "2",
-                 "--epochs", "3", "--coverage", "0.8"]) == 0
+                 "--epochs", "3", "--coverage", "0.8", "--save-model", str(bundle)]) == 0
     report = json.loads((out / "report.json").read_text())
     for key in ("auc", "brier", "ece", "coverage", "uncertain_fraction"):
         assert key in report, key
@@ -151,3 +153,22 @@ def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort
     assert 0.0 <= report["brier"] <= 1.0 and (out / "reliability.png").stat().st_size > 0
     assert "Prediction sets" in (out / "table.md").read_text()
     assert main(["fusion", str(perfusion_cohort), "--out", str(tmp_path / "bad"), "--coverage", "90"]) == 2
+
+    # a new patient: one calibrated answer with its prediction set, from the bundle's own components
+    case = sorted(p for p in perfusion_cohort.iterdir() if p.is_dir() and not p.name.startswith("."))[0]
+    capsys.readouterr()
+    assert main(["predict", str(case), "--fusion-model", str(bundle), "--age", "50"]) == 0
+    answer = json.loads(capsys.readouterr().out)["fusion"]
+    assert answer["inputs_used"] == ["DLR", "perfusion LSTM", "age"] and answer["coverage"] == 0.8
+    assert answer["prediction_set"] in ("mutant", "wildtype", "uncertain", "empty")
+    assert answer["predicted_class"] == ("mutant" if answer["idh_mutant_probability"] >= 0.5 else "wildtype")
+    assert answer["validation"]["labels"] == "simulated (digital phantom)" and "auc" in answer["validation"]
+    # the same patient without its DSC series: a DLR + age answer that says so
+    without_dsc = tmp_path / case.name
+    shutil.copytree(case, without_dsc)
+    for dsc in without_dsc.glob("*_dsc*"):
+        dsc.unlink()
+    assert main(["predict", str(without_dsc), "--fusion-model", str(bundle), "--age", "50"]) == 0
+    answer = json.loads(capsys.readouterr().out)["fusion"]
+    assert answer["inputs_used"] == ["DLR", "age"] and answer["stacker"] == "Fusion: DLR + age (no DSC)"
+    assert main(["predict", str(case), "--fusion-model", str(bundle)]) == 2  # no age
