@@ -103,6 +103,7 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.correctButton.connect("clicked(bool)", self.onCorrect)
         self.ui.dlrButton.connect("clicked(bool)", self.onDlr)
         self.ui.perfusionButton.connect("clicked(bool)", self.onPerfusion)
+        self.ui.fusionButton.connect("clicked(bool)", self.onFusion)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self._showJob(None)
@@ -167,6 +168,13 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             from IDHPredictorLib.perfusion.model_bundle import describe_perfusion
 
             self.ui.perfusionResultLabel.text = describe_perfusion(result)
+
+    def onFusion(self) -> None:
+        self._ensureDependencies()
+        with slicer.util.tryWithErrorDisplay(_("The combined answer failed."), waitCursor=True):
+            from IDHPredictorLib.fusion.bundle import describe_fusion
+
+            self.ui.fusionResultLabel.text = describe_fusion(self.logic.computeFusion(self._parameterNode))
 
     def _ensureDependencies(self) -> None:
         """Install missing packages on first use, asking the user first (so no wait cursor over the
@@ -233,7 +241,7 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showJob(self, message: Optional[str]) -> None:
         running = message is not None
         self.ui.progressBar.visible = self.ui.cancelButton.visible = running
-        for button in (self.ui.segmentButton, self.ui.dlrButton, self.ui.perfusionButton, self.ui.exportButton):
+        for button in (self.ui.segmentButton, self.ui.dlrButton, self.ui.perfusionButton, self.ui.fusionButton, self.ui.exportButton):
             button.enabled = not running
         if running:
             self.ui.progressBar.maximum, self.ui.progressBar.value = 0, 0
@@ -431,6 +439,16 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         self.updateResultsTable(parameterNode)
         return prediction.result
 
+    def computeFusion(self, parameterNode: IDHPredictorParameterNode) -> dict:
+        """The fused answer (calibrated probability, prediction set, inputs used) from the shipped
+        fusion bundle's components, the current segmentation and the patient's age."""
+        from IDHPredictorLib.scene_workflow import compute_fusion
+
+        result = compute_fusion(slicer.mrmlScene, self.sceneCase(parameterNode), parameterNode.patientAge,
+                                preprocess=parameterNode.preprocessing)
+        self.updateResultsTable(parameterNode)
+        return result
+
     def updateResultsTable(self, parameterNode: IDHPredictorParameterNode):
         """The patient's results table node (one per patient, updated in place)."""
         from IDHPredictorLib.scene_workflow import results_table
@@ -486,6 +504,9 @@ class IDHPredictorTest(ScriptedLoadableModuleTest):
         dlr = logic.computeDlr(parameterNode)
         perfusion = logic.computePerfusion(parameterNode)
         self.assertTrue(0.0 <= dlr["idh_mutant_probability"] <= 1.0)
+        fused = logic.computeFusion(parameterNode)
+        self.assertEqual(fused["inputs_used"], ["DLR", "perfusion LSTM", "age"])
+        self.assertIn(fused["prediction_set"], ("mutant", "wildtype", "uncertain", "empty"))
 
         self.delayDisplay("Erasing half of the enhancing segment, as an editor would")
         segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Enhancing tumour")

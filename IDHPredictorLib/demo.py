@@ -118,8 +118,9 @@ def _segmentation_stage(cohort: Path, out: Path, progress: Callable[[int, int], 
 
 def _new_patient(cohort: Path, labels: sitk.Image, out: Path, progress: ProgressFactory) -> dict:
     """The first full-size patient (never trained on) end to end with the shipped bundles, its
-    CNN segmentation as the mask for both DLR and perfusion."""
+    CNN segmentation as the mask for DLR, perfusion and the fused answer with its prediction set."""
     from .dlr.predict import predict_dlr_case
+    from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse
     from .io.case import read_case
     from .io.cohort import case_folders, read_clinical
     from .perfusion.model_bundle import predict_perfusion_series
@@ -130,12 +131,20 @@ def _new_patient(cohort: Path, labels: sitk.Image, out: Path, progress: Progress
     clinical = read_clinical(cohort / "clinical.csv")[case.case_id]
     dlr = predict_dlr_case(case, labels, progress=progress("new patient: deep descriptors"), mask_source="CNN segmentation")
     perfusion = predict_perfusion_series(case.dsc, labels, case.reference, case.case_id)
+    # the fused answer comes from the fusion bundle's own components (trained with its stackers)
+    fusion_dlr = predict_dlr_case(case, labels, DEFAULT_FUSION_MODEL / DLR_PART, progress=progress("new patient: fusion's DLR"),
+                                  mask_source="CNN segmentation")
+    fusion_perfusion = predict_perfusion_series(case.dsc, labels, case.reference, case.case_id,
+                                                DEFAULT_FUSION_MODEL / PERFUSION_PART)
+    fused = fuse(fusion_dlr, fusion_perfusion.result, float(clinical["age"]))
     curves = perfusion.curves
     attention_heatmap(curves.curves, perfusion.attention, curves.grid_s, out / "new-patient-attention.png",
                       f"{case.case_id}: {perfusion.result['temporal_pattern']}", curves.present)
     return {"case_id": case.case_id, "truth_idh": clinical["idh"],
             "dlr": {k: dlr[k] for k in ("idh_mutant_probability", "predicted_class", "top_features")},
             "perfusion": {k: perfusion.result[k] for k in ("idh_mutant_probability", "predicted_class", "temporal_pattern", "rcbv")},
+            "fusion": {k: fused[k] for k in ("idh_mutant_probability", "predicted_class", "prediction_set", "coverage",
+                                             "inputs_used", "validation", "guarantee")},
             "heatmap": "new-patient-attention.png"}
 
 

@@ -131,6 +131,7 @@ def write_html(folder: Path, record: dict) -> Path:
         ["DLR IDH-mutant probability", f"{new['dlr']['idh_mutant_probability']:.3f} ({new['dlr']['predicted_class']})"],
         ["perfusion IDH-mutant probability", f"{new['perfusion']['idh_mutant_probability']:.3f} ({new['perfusion']['predicted_class']})"],
         ["temporal pattern", new["perfusion"]["temporal_pattern"]],
+        *_fusion_rows(new.get("fusion")),
         ["rCBV mean / 95th pct", f"{new['perfusion']['rcbv']['rcbv_mean']:.2f} / {new['perfusion']['rcbv']['rcbv_p95']:.2f}"],
     ], "new-patient"))
     parts.append(_figure(folder, new["heatmap"], "New patient: curves over the attention heat map"))
@@ -141,3 +142,17 @@ def write_html(folder: Path, record: dict) -> Path:
     with atomic_path(folder / "report.html") as tmp:
         tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return folder / "report.html"
+
+
+def _fusion_rows(fusion: dict | None) -> list[list[str]]:
+    """The fused answer's rows (absent from demo runs before the fusion bundle existed)."""
+    if not fusion:
+        return []
+    validation = fusion["validation"]
+    auc = validation["auc"]
+    return [["fused IDH-mutant probability (" + " + ".join(fusion["inputs_used"]) + ")",
+             f"{fusion['idh_mutant_probability']:.3f} ({fusion['predicted_class']})"],
+            [f"prediction set at {fusion['coverage']:.0%} coverage", f"{fusion['prediction_set']}; guarantee {fusion['guarantee']}"],
+            ["fusion bundle's validation", f"AUC {auc['value']:.3f}, Brier {validation['brier']:.3f}, ECE {validation['ece']:.3f} "
+             f"({validation['validation']}, {validation['patients']} {validation['labels']} patients, {validation['masks']} masks)"]]
+

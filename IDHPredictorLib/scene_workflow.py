@@ -15,6 +15,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from . import slicer_bridge as bridge
+from .dlr.predict import predict_dlr_case
 from .errors import InputError
 from .io.atomic import atomic_directory, atomic_path
 from .io.case import MODALITIES, REFERENCE_ORDER, Case, read_case
@@ -141,7 +142,7 @@ def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, pro
                 preprocess: PreprocessMode = "auto") -> dict[str, object]:
     """DLR IDH-mutant probability and top features from the current (corrected) segmentation, the
     volumes prepared as for segmentation."""
-    from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr_case
+    from .dlr.predict import DEFAULT_DLR_MODEL
 
     _require_segmentation(scene_case)
     case = prepare_case(case_from_nodes(scene_case, resample=False), preprocess).case
@@ -149,6 +150,29 @@ def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, pro
                               mask_source=f"segmentation node {scene_case.segmentation.GetName()}")
     scene_case.results["dlr"] = result
     return result
+
+
+def compute_fusion(scene: object, scene_case: SceneCase, age: float, bundle: str | Path | None = None,
+                   preprocess: PreprocessMode = "auto", progress: Progress | None = None) -> dict[str, object]:
+    """The fused answer (calibrated probability and prediction set) from the fusion bundle's own
+    DLR and, when the case has a DSC series, perfusion components, on the current segmentation."""
+    from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse
+
+    bundle = Path(bundle or DEFAULT_FUSION_MODEL)
+    _require_segmentation(scene_case)
+    mask_source = f"segmentation node {scene_case.segmentation.GetName()}"
+    prepared = prepare_case(case_from_nodes(scene_case, resample=False), preprocess)
+    dlr = predict_dlr_case(prepared.case, prepared.case.labels, bundle / DLR_PART, progress=progress, mask_source=mask_source)
+    perfusion = None
+    if scene_case.dsc is not None:
+        labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)
+        perfusion = predict_perfusion_series(bridge.dsc_series_from_node(scene_case.dsc), labels,
+                                             prepared.to_native(prepared.case.brain), scene_case.case_id,
+                                             bundle / PERFUSION_PART).result
+    cautions = [f"quality: {c.name.replace('_', ' ')}: {c.message}" for c in prepared.quality.checks if c.verdict == "warn"]
+    answer = {**fuse(dlr, perfusion, age, bundle, cautions), "mask": mask_source}
+    scene_case.results["fusion"] = answer
+    return answer
 
 
 def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path | None = None,
@@ -211,8 +235,9 @@ def process_case(scene: object, case_dir: str | Path, output_dir: str | Path, se
                  progress: Progress | None = None) -> dict[str, object]:
     """Batch: load, segment with the CNN, DLR, perfusion (when the case has DSC), results table and
     report folder ``output_dir/<case id>``. ``settings`` may name ``segmentation_model``,
-    ``dlr_model``, ``perfusion_model``, ``preprocess`` (auto, always, never) and
-    ``use_existing_labels`` (skip the CNN when the case has a ``_seg`` file)."""
+    ``dlr_model``, ``perfusion_model``, ``preprocess`` (auto, always, never),
+    ``use_existing_labels`` (skip the CNN when the case has a ``_seg`` file), and ``age`` (years;
+    adds the fused answer from ``fusion_model``, default the shipped fusion bundle)."""
     settings = dict(settings or {})
     scene_case = load_case(scene, case_dir)
     if scene_case.segmentation is None or not settings.get("use_existing_labels", False):
@@ -220,6 +245,8 @@ def process_case(scene: object, case_dir: str | Path, output_dir: str | Path, se
     compute_dlr(scene_case, settings.get("dlr_model"), preprocess=settings.get("preprocess", "auto"))
     if scene_case.dsc is not None:
         compute_perfusion(scene, scene_case, settings.get("perfusion_model"), preprocess=settings.get("preprocess", "auto"))
+    if settings.get("age") is not None:
+        compute_fusion(scene, scene_case, float(settings["age"]), settings.get("fusion_model"), settings.get("preprocess", "auto"))
     results_table(scene, scene_case)
     export_report(scene_case, Path(output_dir) / scene_case.case_id)
     return {"case_id": scene_case.case_id, **scene_case.results}

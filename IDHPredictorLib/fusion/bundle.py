@@ -119,6 +119,29 @@ def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, f
             "note": record.get("note", "")}
 
 
+def fuse(dlr_result: dict, perfusion_result: dict | None, age: float, bundle: str | Path = DEFAULT_FUSION_MODEL,
+         cautions: list[str] | None = None) -> dict[str, object]:
+    """The fused answer from the results of the bundle's own DLR (and perfusion) components and
+    the age; ``cautions`` (e.g. quality warnings) say why the guarantee may not hold."""
+    stackers, record = load_fusion_model(bundle)
+    return fused_answer(stackers, record, component_scores(dlr_result, perfusion_result, age), list(cautions or []))
+
+
+def describe_fusion(answer: dict[str, object]) -> str:
+    """One display line for a fused answer (the Slicer panel): probability, class, prediction set
+    with its coverage, the inputs used, the bundle's validation and whether the guarantee holds."""
+    from ..validation.report import metric_cell
+
+    validation = dict(answer.get("validation") or {})
+    line = (f"IDH-mutant probability {answer['idh_mutant_probability']:.2f} (calibrated; {answer['predicted_class']}); "
+            f"prediction set at {answer['coverage']:.0%}: {answer['prediction_set']}; from {' + '.join(answer['inputs_used'])}")
+    if validation.get("auc"):
+        line += (f". Validation ({validation['validation']}, {validation['patients']} {validation['labels']} patients, "
+                 f"{validation['masks']} masks): AUC {metric_cell(validation['auc'])}, Brier {validation['brier']:.3f}, "
+                 f"ECE {validation['ece']:.3f}")
+    return line + f". The coverage guarantee {answer['guarantee']}."
+
+
 def component_scores(dlr_result: dict, perfusion_result: dict | None, age: float) -> dict[str, float]:
     """The stackers' inputs from the component predictions (the same scores the fusion was trained
     on: the SVM decision, the logit of the LSTM's output, minus the age)."""
@@ -139,7 +162,7 @@ def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAUL
     from ..io.case import find_case_files
     from ..perfusion.model_bundle import predict_perfusion
 
-    stackers, record = load_fusion_model(bundle)
+    load_fusion_model(bundle)  # a bad bundle is refused before any work
     if not 0 < age < 120:
         raise InputError(None, f"age {age} is not a plausible age in years", "Give the patient's age in years, e.g. --age 54")
     dlr = predict_dlr(case_dir, Path(bundle) / DLR_PART, progress=progress, preprocess=preprocess, labels_out=labels_out)
@@ -148,7 +171,7 @@ def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAUL
     perfusion = None
     if "dsc" in files and "seg" in files:
         perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART)
-    answer = fused_answer(stackers, record, component_scores(dlr, perfusion, age), cautions)
+    answer = fuse(dlr, perfusion, age, bundle, cautions)
     if "dsc" in files and perfusion is None:
         answer["not_used"] = "the DSC series: the case has no tumour mask (_seg) in its folder for the DSC analysis"
     return {"fusion": answer, "dlr": dlr, "perfusion": perfusion}

@@ -95,12 +95,13 @@ def evaluate_fusion(cohort_dir: Path, out_dir: Path, settings: FusionSettings,
 
     section = f"{settings.folds}-fold cross-validation (nested for the fusion)"
     results = []
-    for name, scores in fusion.component_scores.items():
-        result = EvaluationResult(name, section, "cv", y, scores, metrics_with_ci(y, scores, seed=settings.seed))
-        probabilities = cross_fitted_probabilities(scores, y, seed=settings.seed)
-        if probabilities is not None:
-            result.extra["calibration"] = calibration_summary(y, probabilities, CROSS_FITTED)
-        results.append(result)
+    # each component as a user would see it: its Platt-scaled (cross-fitted) probability, called
+    # mutant from 0.5 (a raw score's own threshold means nothing for age)
+    shown = {name: cross_fitted_probabilities(scores, y, seed=settings.seed) for name, scores in fusion.component_scores.items()}
+    for name, probabilities in shown.items():
+        results.append(EvaluationResult(name, section, "cv", y, probabilities,
+                                        metrics_with_ci(y, probabilities, threshold=0.5, seed=settings.seed),
+                                        {"calibration": calibration_summary(y, probabilities, CROSS_FITTED)}))
     for name, probabilities in fusion.fused.items():
         result = EvaluationResult(name, section, "cv", y, probabilities,
                                   metrics_with_ci(y, probabilities, threshold=0.5, seed=settings.seed),
@@ -108,7 +109,7 @@ def evaluate_fusion(cohort_dir: Path, out_dir: Path, settings: FusionSettings,
                                    "calibration": calibration_summary(y, probabilities, "stacker output (logistic regression)")})
         results.append(result)
     full = fusion.fused[FULL]
-    comparisons = {name: delong_test(y, full, scores) for name, scores in fusion.component_scores.items()}
+    comparisons = {name: delong_test(y, full, probabilities) for name, probabilities in shown.items()}
     conformal = repeated_split_coverage(full, y, settings.coverage, settings.coverage_repeats, settings.seed)
     next(r for r in results if r.name == FULL).extra.update({"delong_against": comparisons, "conformal": conformal})
 

@@ -1,9 +1,10 @@
 """Regenerate the README's "Results on the phantom cohort" and "Performance" sections from JSON.
 
-    python Testing/Benchmarks/readme_sections.py [--demo DEMO_DIR/demo.json]
+    python Testing/Benchmarks/readme_sections.py [--demo DEMO_DIR/demo.json] [--fusion FUSION_DIR/report.json]
 
 ``--demo`` first copies that run's demo.json to ``results/demo.json`` (the record the README
-cites); the benchmark JSON files come from ``run_benchmarks.py``. Segmentation training times are
+cites), ``--fusion`` an ``idh-predictor fusion`` report to ``results/fusion.json``; the benchmark
+JSON files come from ``run_benchmarks.py``. Segmentation training times are
 read from the shipped bundles' model.json (recorded when they were trained).
 """
 
@@ -110,6 +111,30 @@ def performance_section(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def fusion_section(report: dict) -> str:
+    """Markdown table of one ``idh-predictor fusion`` report: every component and fusion with AUC,
+    Brier and ECE, DeLong against the full fusion, and the prediction sets' observed coverage."""
+    settings, conformal = report["settings"], next(r for r in report["results"] if r["name"] == report["model"])["conformal"]
+    delong = next(r for r in report["results"] if r["name"] == report["model"])["delong_against"]
+    lines = [f"{report['patients']} **simulated** patients ({report['mutant']} IDH-mutant), phantom cohort "
+             f"`{Path(settings['cohort']).name}`; nested {settings['folds']}-fold cross-validation ({settings['inner_folds']} inner "
+             f"folds for the stacker); reference (phantom truth) masks. Command: `idh-predictor fusion "
+             f"{Path(settings['cohort']).name} --out DIR --workers {settings['workers']} --save-model BUNDLE`.", "",
+             "| Model | AUC (95% CI) | Brier | ECE | DeLong vs full fusion |", "|---|---|---|---|---|"]
+    for result in report["results"]:
+        test = delong.get(result["name"])
+        versus = f"{-test['difference']:+.3f} (p = {test['p_value']:.2g})" if test else ""
+        lines.append(f"| {result['name']} | {_auc(result)} | {result['calibration']['brier']:.3f} | "
+                     f"{result['calibration']['ece']:.3f} | {versus} |")
+    lines += ["", f"Components' probabilities are Platt-scaled, cross-fitted; the fusions' are the stacker's own. DeLong: "
+              f"the full fusion's AUC minus the model's. Prediction sets at {report['coverage_nominal']:.0%} "
+              f"({conformal['repeats']} random halvings, calibrate on one half, measure on the other): coverage wildtype "
+              f"{conformal['wildtype']['mean']:.3f} (sd {conformal['wildtype']['sd']:.3f}), mutant {conformal['mutant']['mean']:.3f} "
+              f"(sd {conformal['mutant']['sd']:.3f}), overall {conformal['overall']['mean']:.3f}; "
+              f"{conformal['uncertain_fraction']['mean']:.1%} of answers \"uncertain\" (both classes)."]
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -120,18 +145,22 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def render_readme(text: str) -> str:
-    """The README with both generated blocks refreshed from ``results/``."""
+    """The README with its generated blocks refreshed from ``results/``."""
     demo = json.loads((RESULTS / "demo.json").read_text(encoding="utf-8"))
     text = replace_block(text, "demo-results", results_section(demo))
+    text = replace_block(text, "fusion-results", fusion_section(json.loads((RESULTS / "fusion.json").read_text(encoding="utf-8"))))
     return replace_block(text, "performance", performance_section())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", help="demo.json of the run to cite (copied into results/)")
+    parser.add_argument("--fusion", help="report.json of the fusion run to cite (copied to results/fusion.json)")
     args = parser.parse_args()
     if args.demo:
         shutil.copyfile(args.demo, RESULTS / "demo.json")
+    if args.fusion:
+        shutil.copyfile(args.fusion, RESULTS / "fusion.json")
     readme = ROOT / "README.md"
     readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"updated {readme}")

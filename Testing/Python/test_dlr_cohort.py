@@ -105,6 +105,11 @@ def test_dlr_and_predict_commands(small_cohort: Path, tmp_path: Path, capsys: py
         assert set(result["metrics"]["auc"]) == {"value", "ci_low", "ci_high", "ci_note"}
     assert "| Methods | AUC | ACC | SENS | SPEC | PPV | NPV | MCC |" in (out / "table.md").read_text()
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    # the probability a user sees is rated too: cross-fitted Platt scaling, Brier, ECE, reliability diagram
+    calibration = report["results"][0]["calibration"]
+    assert calibration["probability"] == "Platt-scaled, cross-fitted" and 0 <= calibration["ece"] <= 1
+    assert sum(row["count"] for row in calibration["reliability"]) == 6
+    assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     case = _cases(small_cohort)[0]
     assert main(["predict", str(case), "--dlr-model", str(models / "dlr"), "--out", str(tmp_path / "p.json")]) == 0

@@ -4,6 +4,7 @@ temporal patterns, DeLong's test and the perfusion command on a small phantom co
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from IDHPredictorLib.perfusion.network import AttentionLSTM
 from IDHPredictorLib.perfusion.patterns import PATTERN_NUMBER, SEGMENTS, curve_segments, temporal_pattern
 from IDHPredictorLib.perfusion.training import LstmTraining, predict_patients, train_lstm
 from IDHPredictorLib.phantom.dsc import gamma_variate, tissue_delta_r2
+from IDHPredictorLib.validation.calibration import PlattCalibrator
 from IDHPredictorLib.validation.delong import delong_test
 
 TR, TE = 1.5, 0.03
@@ -256,6 +258,15 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
                  "--out", str(tmp_path / "p.json")]) == 0
     prediction = json.loads((tmp_path / "p.json").read_text())["perfusion"]
     assert 0 <= prediction["idh_mutant_probability"] <= 1 and prediction["temporal_pattern"] in {f"TP{n}" for n in range(1, 7)}
+    # the probability shown is the network output through the bundle's Platt scaling, and the class follows it
+    bundle_calibration = json.loads((tmp_path / "lstm" / "model.json").read_text())["calibration"]
+    assert prediction["calibration"] == bundle_calibration and bundle_calibration["on_logit"]
+    expected = PlattCalibrator.from_dict(bundle_calibration).predict_proba(np.array([prediction["network_output"]]))[0]
+    assert prediction["idh_mutant_probability"] == pytest.approx(expected)
+    assert prediction["predicted_class"] == ("mutant" if expected >= 0.5 else "wildtype")
+    lstm_test = next(r for r in report["results"] if r["name"] == "Attention-LSTM" and r["validation"] == "test")
+    assert {"brier", "ece", "reliability"} <= set(lstm_test["calibration"]) and "calibration_uncalibrated" in lstm_test
+    assert (out / "reliability.png").exists() and "## Calibration" in (out / "table.md").read_text()
     assert len(prediction["attention"]) == GRID_FRAMES and (tmp_path / "heat.png").read_bytes()[:4] == b"\x89PNG"
     assert prediction["rcbv"]["rcbv_mean"] > 0
     rcbv = sitk.ReadImage(str(tmp_path / "rcbv.nii.gz"))
@@ -274,11 +285,20 @@ def test_rigid_registration_recovers_a_shift_between_dsc_and_structural(small_co
     assert np.subtract(reference, recovered) == pytest.approx((6.0, 0.0, 0.0), abs=1.5)
 
 
-def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path) -> None:
-    from IDHPredictorLib.perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, predict_perfusion
+def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path, tmp_path: Path) -> None:
+    from IDHPredictorLib.perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, load_perfusion_model, predict_perfusion
 
     result = predict_perfusion(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], DEFAULT_PERFUSION_MODEL)
     assert 0 <= result["idh_mutant_probability"] <= 1 and "simulated" in result["note"]
+    assert result["calibration"]["cv_simulated"]["patients"] == 270
+    # a bundle without a calibrator would show a raw, inflated probability: refused
+    uncalibrated = tmp_path / "uncalibrated"
+    shutil.copytree(DEFAULT_PERFUSION_MODEL, uncalibrated)
+    record = json.loads((uncalibrated / "model.json").read_text())
+    del record["calibration"]
+    (uncalibrated / "model.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="no probability calibration"):
+        load_perfusion_model(uncalibrated)
 
 
 def test_dsc_files_without_time_axis_or_tr_are_refused(small_cohort: Path, tmp_path: Path) -> None:

@@ -128,9 +128,12 @@ def test_table_plot_and_rcbv_nodes_hold_the_library_values(loaded) -> None:
     scene, scene_case, _ = loaded
     prediction = workflow.compute_perfusion(scene, scene_case)
     workflow.compute_dlr(scene_case)
+    fused = workflow.compute_fusion(scene, scene_case, 47.0)  # the shipped fusion bundle's own components
+    assert fused["inputs_used"] == ["DLR", "perfusion LSTM", "age"] and fused["mask"].startswith("segmentation node")
     table = workflow.results_table(scene, scene_case, age=47.0).GetTable()
     rows = {table.GetValue(r, 0).ToString(): table.GetValue(r, 1).ToString() for r in range(table.GetNumberOfRows())}
     assert rows["dlr.idh_mutant_probability"] == f"{scene_case.results['dlr']['idh_mutant_probability']:.4g}"
+    assert rows["fusion.prediction_set"] == fused["prediction_set"]
     assert rows["perfusion.temporal_pattern"] == prediction.result["temporal_pattern"]
     assert rows["patient_age"] == "47"
     charts = scene.GetNodesByClassByName("vtkMRMLPlotChartNode", f"{scene_case.case_id} perfusion")
