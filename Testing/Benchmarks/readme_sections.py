@@ -123,7 +123,7 @@ def fusion_section(report: dict) -> str:
              "| Model | AUC (95% CI) | Brier | ECE | DeLong vs full fusion |", "|---|---|---|---|---|"]
     for result in report["results"]:
         test = delong.get(result["name"])
-        versus = f"{-test['difference']:+.3f} (p = {test['p_value']:.2g})" if test else ""
+        versus = f"{test['difference']:+.3f} (p = {test['p_value']:.2g})" if test else ""
         lines.append(f"| {result['name']} | {_auc(result)} | {result['calibration']['brier']:.3f} | "
                      f"{result['calibration']['ece']:.3f} | {versus} |")
     lines += ["", f"Components' probabilities are Platt-scaled, cross-fitted; the fusions' are the stacker's own. DeLong: "

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from IDHPredictorLib.background import BackgroundJob, JobCancelled, parse_progress_line, progress_line
+from IDHPredictorLib.io.cohort import case_folders
 
 
 def test_progress_lines_round_trip_and_ignore_other_output() -> None:
@@ -20,7 +21,7 @@ def test_progress_lines_round_trip_and_ignore_other_output() -> None:
 
 
 def _first_case(cohort: Path) -> Path:
-    return sorted(p for p in cohort.iterdir() if p.is_dir())[0]
+    return case_folders(cohort)[0]
 
 
 def test_segmentation_job_reports_progress_and_writes_the_labels(small_cohort: Path, tmp_path: Path) -> None:

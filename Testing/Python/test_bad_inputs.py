@@ -14,10 +14,11 @@ import SimpleITK as sitk
 
 from IDHPredictorLib import cli
 from IDHPredictorLib.cli import main
+from IDHPredictorLib.io.cohort import case_folders
 
 
 def _copy_case(cohort: Path, tmp_path: Path, modalities: tuple[str, ...] = ("flair", "t1ce", "seg")) -> Path:
-    source = sorted(p for p in cohort.iterdir() if p.is_dir())[0]
+    source = case_folders(cohort)[0]
     target = tmp_path / source.name
     target.mkdir()
     for modality in modalities:
@@ -199,7 +200,7 @@ def test_clinical_table_and_sidecar_mistakes_are_named(small_cohort: Path, tmp_p
     (tmp_path / "clinical.csv").write_bytes("\n".join([table[0], table[1] + ",Z\u00fcrich"]).encode("latin-1"))
     with pytest.raises(InputError, match="not UTF-8"):
         read_clinical(tmp_path / "clinical.csv")
-    case = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    case = case_folders(small_cohort)[0]
     shutil.copy(case / f"{case.name}_dsc.nii.gz", tmp_path / "x_dsc.nii.gz")
     for sidecar, message in (('{"RepetitionTime": "1.4 s"}', "not a number"), ("[1.5, 0.03]", "not an object")):
         (tmp_path / "x_dsc.json").write_text(sidecar, encoding="utf-8")
@@ -276,7 +277,7 @@ def test_intensities_scaled_by_1e30_give_the_clean_answer(small_cohort: Path) ->
     from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model
 
     model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
-    case = read_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], ("flair", "t1ce"), dsc=False)
+    case = read_case(case_folders(small_cohort)[0], ("flair", "t1ce"), dsc=False)
     clean = segment_prepared(model, prepare_case(case)).labels
     scaled = replace(case, images={**case.images, "flair": sitk.Cast(case.images["flair"] * 1e30, sitk.sitkFloat32)})
     result = segment_prepared(model, prepare_case(scaled))
@@ -286,7 +287,7 @@ def test_intensities_scaled_by_1e30_give_the_clean_answer(small_cohort: Path) ->
 
 def test_dsc_series_with_reversed_frames_is_refused(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
-    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    source = case_folders(small_cohort)[0]
     shutil.copy(source / f"{source.name}_dsc.json", case)
     model = Path(__file__).resolve().parents[2] / "Resources" / "models" / "perfusion-lstm"
     assert main(["predict", str(case), "--skip-dlr", "--perfusion-model", str(model)]) == 0  # in order: analysed
@@ -316,7 +317,7 @@ def test_swapped_flair_and_t1ce_files_are_refused(small_cohort: Path, tmp_path: 
 
     model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
     verdicts = []
-    for folder in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+    for folder in case_folders(small_cohort):
         case = read_case(folder, model.modalities, labels=False, dsc=False)
         swapped = replace(case, images={"flair": case.images["t1ce"], "t1ce": case.images["flair"]})
         for candidate in (case, swapped):
@@ -341,7 +342,7 @@ def test_dsc_frame_order_comes_from_the_sidecar_volume_timing(small_cohort: Path
     from IDHPredictorLib.io.dsc import read_dsc_series
 
     case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
-    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    source = case_folders(small_cohort)[0]
     sidecar = json.loads((source / f"{source.name}_dsc.json").read_text())
     dsc_path, sidecar_path = case / f"{case.name}_dsc.nii.gz", case / f"{case.name}_dsc.json"
     in_order = read_dsc_series(source / f"{source.name}_dsc.nii.gz")
@@ -371,7 +372,7 @@ def test_json_sidecars_and_the_descriptor_cache_are_checked_before_any_work(smal
     """A report or prediction written over the DSC sidecar (TR, TE) is refused like one over an
     image; a --cache that is a file is refused before descriptors are computed."""
     case = _copy_case(small_cohort, tmp_path, ("flair", "t1ce", "seg", "dsc"))
-    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    source = case_folders(small_cohort)[0]
     sidecar = case / f"{case.name}_dsc.json"
     shutil.copy(source / sidecar.name, sidecar)
     before = sidecar.read_bytes()

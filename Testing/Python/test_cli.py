@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from IDHPredictorLib.cli import main
+from IDHPredictorLib.io.cohort import case_folders
 
 
 def test_phantom_command_writes_cohort_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -26,7 +27,7 @@ def test_phantom_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_preprocess_command(small_cohort: Path, tmp_path: Path) -> None:
-    case = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    case = case_folders(small_cohort)[0]
     assert main(["preprocess", str(case), "--out", str(tmp_path), "--modalities", "t1ce", "flair"]) == 0
     image = sitk.ReadImage(str(tmp_path / f"{case.name}_flair.nii.gz"))
     assert image.GetPixelID() == sitk.sitkFloat32

@@ -18,6 +18,7 @@ from IDHPredictorLib.dlr.cache import cohort_descriptors
 from IDHPredictorLib.dlr.descriptors import DescriptorOptions, deep_descriptors
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.phantom.cohort import PhantomOptions
 from IDHPredictorLib.segmentation.model_bundle import load_model, save_model
 from IDHPredictorLib.segmentation.network import LAYERS, Architecture, SegmentationCNN
@@ -33,7 +34,7 @@ def _bundle(folder: Path, seed: int = 0) -> Path:
 
 
 def _cases(cohort: Path) -> list[Path]:
-    return sorted(p for p in cohort.iterdir() if p.is_dir())
+    return case_folders(cohort)
 
 
 def test_descriptors_come_from_inside_the_tumour(small_cohort: Path, tmp_path: Path) -> None:

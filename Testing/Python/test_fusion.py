@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.fusion.stacking import Component, nested_fusion
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table
 from IDHPredictorLib.validation.calibration import PlattCalibrator, calibration_summary, cross_fitted_probabilities, expected_calibration_error
 from IDHPredictorLib.validation.conformal import ClassConditionalConformal, coverage_report, repeated_split_coverage
@@ -155,7 +156,7 @@ def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort
     assert main(["fusion", str(perfusion_cohort), "--out", str(tmp_path / "bad"), "--coverage", "90"]) == 2
 
     # a new patient: one calibrated answer with its prediction set, from the bundle's own components
-    case = sorted(p for p in perfusion_cohort.iterdir() if p.is_dir() and not p.name.startswith("."))[0]
+    case = case_folders(perfusion_cohort)[0]
     capsys.readouterr()
     assert main(["predict", str(case), "--fusion-model", str(bundle), "--age", "50"]) == 0
     answer = json.loads(capsys.readouterr().out)["fusion"]

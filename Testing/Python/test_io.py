@@ -16,7 +16,7 @@ from dicom_writer import arrays_equal, write_dicom_4d, write_dicom_series
 
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
-from IDHPredictorLib.io.cohort import read_cohort
+from IDHPredictorLib.io.cohort import case_folders, read_cohort
 from IDHPredictorLib.io.dsc import read_dsc_series
 from IDHPredictorLib.io.images import same_grid
 
@@ -25,7 +25,7 @@ BRATS_2023 = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "s
 
 
 def _source(cohort: Path) -> Path:
-    return sorted(p for p in cohort.iterdir() if p.is_dir())[0]
+    return case_folders(cohort)[0]
 
 
 def _load(folder: Path, name: str) -> sitk.Image:
@@ -119,7 +119,7 @@ def test_dsc_round_trip_from_dicom_temporal_positions(small_cohort: Path, tmp_pa
 
 def test_cohort_joins_clinical_rows(small_cohort: Path) -> None:
     cases = read_cohort(small_cohort)
-    assert [c.case_id for c in cases] == sorted(p.name for p in small_cohort.iterdir() if p.is_dir())
+    assert [c.case_id for c in cases] == [p.name for p in case_folders(small_cohort)]
     assert all(c.folder.name == c.case_id for c in cases)
     assert {c.idh_mutant for c in cases} == {True, False}
     assert "rcbv_true" in cases[0].clinical

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.errors import InputError
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.io.dsc import DscSeries
 from IDHPredictorLib.perfusion.analysis import analyse_dsc, read_perfusion_case
 from IDHPredictorLib.perfusion.curves import GRID_FRAMES, WINDOW_FRAMES, WINDOWS, patient_curves, sliding_windows
@@ -61,7 +62,7 @@ def test_leakage_correction_recovers_the_true_blood_volume() -> None:
 
 
 def test_aif_is_found_at_the_phantoms_artery_and_rcbv_follows_truth(small_cohort: Path) -> None:
-    folders = sorted(p for p in small_cohort.iterdir() if p.is_dir())
+    folders = case_folders(small_cohort)
     measured, truth = [], []
     rows = {line.split(",")[0]: line.split(",") for line in (small_cohort / "clinical.csv").read_text().splitlines()}
     header = rows.pop("case_id")
@@ -77,7 +78,7 @@ def test_aif_is_found_at_the_phantoms_artery_and_rcbv_follows_truth(small_cohort
 
 
 def test_curves_have_five_channels_and_eight_windows(small_cohort: Path) -> None:
-    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    case = read_perfusion_case(case_folders(small_cohort)[0])
     curves = patient_curves(analyse_dsc(case.dsc, case.labels, case.reference))
     assert curves.curves.shape == (5, GRID_FRAMES) and np.isfinite(curves.curves).all()
     for present, channel in zip(curves.present, curves.curves):
@@ -204,7 +205,7 @@ def test_bad_series_give_clear_errors(small_cohort: Path) -> None:
     flat = np.full(40, 1000.0)
     with pytest.raises(InputError, match="no contrast bolus"):
         bolus_arrival(flat)
-    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    case = read_perfusion_case(case_folders(small_cohort)[0])
     no_te = DscSeries(case.dsc.image, case.dsc.repetition_time_s, None, case.dsc.source)
     with pytest.raises(InputError, match="echo time"):
         analyse_dsc(no_te, case.labels, case.reference)
@@ -252,7 +253,7 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
     permutation = lstm_cv["permutation_test"]
     assert permutation["shuffles"] == 2 and len(permutation["null_aucs"]) == 2
     assert permutation["observed_auc"] == lstm_cv["metrics"]["auc"]["value"]
-    case = sorted(p for p in perfusion_cohort.iterdir() if p.is_dir())[0]
+    case = case_folders(perfusion_cohort)[0]
     assert main(["predict", str(case), "--skip-dlr", "--perfusion-model", str(tmp_path / "lstm"),
                  "--heatmap", str(tmp_path / "heat.png"), "--rcbv-map", str(tmp_path / "rcbv.nii.gz"),
                  "--out", str(tmp_path / "p.json")]) == 0
@@ -276,7 +277,7 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
 def test_rigid_registration_recovers_a_shift_between_dsc_and_structural(small_cohort: Path) -> None:
     from IDHPredictorLib.perfusion.analysis import dsc_to_structural
 
-    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[1])
+    case = read_perfusion_case(case_folders(small_cohort)[1])
     shifted = sitk.Image(case.dsc.image)
     shifted.SetOrigin([o + d for o, d in zip(shifted.GetOrigin(), (6.0, 0.0, 0.0, 0.0))])  # patient moved 6 mm
     moved = DscSeries(shifted, case.dsc.repetition_time_s, case.dsc.echo_time_s, case.dsc.source)
@@ -288,7 +289,7 @@ def test_rigid_registration_recovers_a_shift_between_dsc_and_structural(small_co
 def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path, tmp_path: Path) -> None:
     from IDHPredictorLib.perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, load_perfusion_model, predict_perfusion
 
-    result = predict_perfusion(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0], DEFAULT_PERFUSION_MODEL)
+    result = predict_perfusion(case_folders(small_cohort)[0], DEFAULT_PERFUSION_MODEL)
     assert 0 <= result["idh_mutant_probability"] <= 1 and "simulated" in result["note"]
     assert result["calibration"]["cv_simulated"]["patients"] == 270
     # a bundle without a calibrator would show a raw, inflated probability: refused
@@ -304,7 +305,7 @@ def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path, tm
 def test_dsc_files_without_time_axis_or_tr_are_refused(small_cohort: Path, tmp_path: Path) -> None:
     from IDHPredictorLib.io.dsc import read_dsc_series
 
-    case = read_perfusion_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    case = read_perfusion_case(case_folders(small_cohort)[0])
     sitk.WriteImage(case.dsc.frame_geometry(), str(tmp_path / "three_d_dsc.nii.gz"))
     with pytest.raises(InputError, match="three_d_dsc.nii.gz"):
         read_dsc_series(tmp_path / "three_d_dsc.nii.gz")

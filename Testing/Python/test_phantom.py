@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from IDHPredictorLib.cli import main
-from IDHPredictorLib.io.cohort import brats_case_folders
+from IDHPredictorLib.io.cohort import brats_case_folders, case_folders
 from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table, generate_cohort
 from IDHPredictorLib.phantom.realism import contrast_profile
 
@@ -49,7 +49,7 @@ def test_same_seed_same_bytes_whatever_the_workers_different_seed_different_data
 
 
 def test_each_case_has_the_brats_files_and_grid(small_cohort: Path) -> None:
-    for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+    for case in case_folders(small_cohort):
         names = {p.name for p in case.iterdir()}
         assert names == {f"{case.name}_{s}" for s in ("t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz", "flair.nii.gz",
                                                         "seg.nii.gz", "dsc.nii.gz", "dsc.json")}
@@ -58,7 +58,7 @@ def test_each_case_has_the_brats_files_and_grid(small_cohort: Path) -> None:
 
 
 def test_labels_are_nested_inside_the_brain_with_oedema_around_the_core(small_cohort: Path) -> None:
-    for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+    for case in case_folders(small_cohort):
         labels = _read(case, "seg")
         brain = _read(case, "t1") > 0
         assert set(np.unique(labels)) <= {0, 1, 2, 4}
@@ -138,7 +138,7 @@ def test_permute_labels_breaks_the_link_and_keeps_the_images(tmp_path: Path) -> 
 
 
 def test_dsc_drops_at_the_bolus_and_the_aif_leads_tissue(small_cohort: Path) -> None:
-    for case in sorted(p for p in small_cohort.iterdir() if p.is_dir()):
+    for case in case_folders(small_cohort):
         series = sitk.ReadImage(str(case / f"{case.name}_dsc.nii.gz"))
         sidecar = json.loads((case / f"{case.name}_dsc.json").read_text(encoding="utf-8"))
         assert series.GetDimension() == 4 and series.GetSpacing()[3] == pytest.approx(sidecar["RepetitionTime"])

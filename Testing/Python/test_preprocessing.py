@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.preprocessing import brain_mask, n4_bias_correction, register_rigid, resample_to, zscore_array
 
 
 def _image(cohort: Path, modality: str) -> sitk.Image:
-    case = sorted(p for p in cohort.iterdir() if p.is_dir())[0]
+    case = case_folders(cohort)[0]
     return sitk.Cast(sitk.ReadImage(str(case / f"{case.name}_{modality}.nii.gz")), sitk.sitkFloat32)
 
 

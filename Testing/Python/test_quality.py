@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.preprocessing.brain import InputKind, detect_brain
 from IDHPredictorLib.preprocessing.prepare import prepare_case, prepare_case_folder, write_prepared
 from IDHPredictorLib.quality import QualityReport
@@ -25,7 +26,7 @@ MODALITIES = ("flair", "t1ce")
 
 
 def _case(cohort: Path, index: int = 0):
-    folder = sorted(p for p in cohort.iterdir() if p.is_dir())[index]
+    folder = case_folders(cohort)[index]
     return read_case(folder, modalities=MODALITIES, dsc=False, resample=False)
 
 
@@ -152,7 +153,7 @@ def test_tumour_checks() -> None:
 
 
 def test_preprocess_writes_a_brats_case_with_its_record(small_cohort: Path, tmp_path: Path) -> None:
-    folder = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    folder = case_folders(small_cohort)[0]
     assert main(["preprocess", str(folder), "--out", str(tmp_path / "prepared")]) == 0
     written = sorted(p.name for p in (tmp_path / "prepared").iterdir())
     case_id = folder.name

@@ -14,6 +14,7 @@ import torch
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.segmentation.data import extract_patches, network_input, pad_for_patches
 from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import dense_scores, predict_labels, segment_case
@@ -83,7 +84,7 @@ def test_a_tiny_network_overfits_a_tiny_phantom(small_cohort: Path, tmp_path: Pa
 
 
 def test_output_geometry_equals_input_geometry_also_oblique(small_cohort: Path, tmp_path: Path) -> None:
-    source = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    source = case_folders(small_cohort)[0]
     case_dir = tmp_path / "OBL"
     case_dir.mkdir()
     rotation = sitk.Euler3DTransform((0, 0, 0), 0.2, -0.1, 0.3).GetMatrix()
@@ -148,7 +149,7 @@ def test_bundle_round_trip_and_clear_errors(tmp_path: Path) -> None:
 
 def test_segment_and_evaluate_commands(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bundle = save_model(tmp_path / "b", _network(fc_width=16), ("flair", "t1ce"), {"trained_on": "test"})
-    case = sorted(p for p in small_cohort.iterdir() if p.is_dir())[0]
+    case = case_folders(small_cohort)[0]
     out = tmp_path / "seg.nii.gz"
     assert main(["segment", str(case), "--model", str(bundle), "--out", str(out)]) == 0
     written, source = sitk.ReadImage(str(out)), sitk.ReadImage(str(case / f"{case.name}_flair.nii.gz"))
@@ -198,7 +199,7 @@ def test_shipped_default_model_segments_an_unseen_phantom(full_cohort: Path) -> 
     from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS
 
     model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
-    case = read_case(sorted(p for p in full_cohort.iterdir() if p.is_dir())[0], modalities=model.modalities, dsc=False)
+    case = read_case(case_folders(full_cohort)[0], modalities=model.modalities, dsc=False)
     predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
     dice = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
     assert dice["whole_tumour"]["dice"] > 0.75, dice

@@ -17,7 +17,7 @@ from IDHPredictorLib import scene_workflow as workflow  # noqa: E402
 from IDHPredictorLib import slicer_bridge as bridge  # noqa: E402
 from IDHPredictorLib.errors import InputError  # noqa: E402
 from IDHPredictorLib.io.case import read_case  # noqa: E402
-from IDHPredictorLib.io.cohort import brats_case_folders  # noqa: E402
+from IDHPredictorLib.io.cohort import brats_case_folders, case_folders  # noqa: E402
 from IDHPredictorLib.segmentation.inference import segment_case  # noqa: E402
 from IDHPredictorLib.segmentation.model_bundle import default_bundle_for, load_model  # noqa: E402
 
@@ -156,7 +156,7 @@ def test_table_plot_and_rcbv_nodes_hold_the_library_values(loaded) -> None:
 
 
 def test_dsc_from_sequence_and_multivolume_nodes(small_cohort: Path) -> None:
-    case = read_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    case = read_case(case_folders(small_cohort)[0])
     scene = slicer.vtkMRMLScene()
     sequence = bridge.dsc_sequence_node_from_series(scene, case.dsc, "dsc")
     series = bridge.dsc_series_from_node(sequence)
@@ -186,7 +186,7 @@ def test_dsc_from_sequence_and_multivolume_nodes(small_cohort: Path) -> None:
 
 
 def test_aif_points_map_to_dsc_voxels(small_cohort: Path) -> None:
-    case = read_case(sorted(p for p in small_cohort.iterdir() if p.is_dir())[0])
+    case = read_case(case_folders(small_cohort)[0])
     geometry = case.dsc.frame_geometry()
     scene = slicer.vtkMRMLScene()
     points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "AIF")
@@ -213,7 +213,7 @@ def test_unknown_segment_is_refused_with_the_fix(loaded) -> None:
 
 def test_process_cohort_writes_reports_and_keeps_going(small_cohort: Path, tmp_path: Path) -> None:
     cohort = tmp_path / "cohort"
-    cases = sorted(p for p in small_cohort.iterdir() if p.is_dir())[:2]
+    cases = case_folders(small_cohort)[:2]
     for case_dir in cases:
         shutil.copytree(case_dir, cohort / case_dir.name)
     broken = cohort / "BROKEN"

@@ -15,6 +15,7 @@ pytest.importorskip("monai")
 
 from IDHPredictorLib.errors import InputError  # noqa: E402
 from IDHPredictorLib.io.case import read_case  # noqa: E402
+from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.segmentation.evaluation import region_metrics  # noqa: E402
 from IDHPredictorLib.segmentation.inference import segment_case  # noqa: E402
 from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank, load_model  # noqa: E402
@@ -93,7 +94,7 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
 def test_shipped_3d_bundle_segments_an_unseen_phantom_and_is_no_dlr_filter_bank(full_cohort: Path) -> None:
     bundle = DEFAULT_MODELS / "segmentation-segresnet-flair-t1ce"
     model = load_model(bundle)
-    case = read_case(sorted(p for p in full_cohort.iterdir() if p.is_dir())[0], modalities=model.modalities, dsc=False)
+    case = read_case(case_folders(full_cohort)[0], modalities=model.modalities, dsc=False)
     predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
     dice = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
     assert dice["whole_tumour"]["dice"] > 0.75, dice
