@@ -109,7 +109,9 @@ def describe_prediction(result: dict[str, object], features: int = 5) -> dict[st
 
     validation = next(((name, values["auc"]) for name, values in dict(result.get("model_metrics") or {}).items()
                        if isinstance(values, dict) and isinstance(values.get("auc"), dict)), None)
-    auc = f"{metric_cell(validation[1])} ({validation[0].replace('_', ', ')})" if validation else "not recorded"
+    # a bundle is validated on its training cohort's own _seg masks (the phantom's truth for the shipped one)
+    auc = (f"{metric_cell(validation[1])} ({validation[0].replace('_', ', ')}, the cohort's reference masks)"
+           if validation else "not recorded")
     top = [f"{f['feature']} (towards {f['towards']})" for f in list(result.get("top_features") or [])[:features]]
     return {"prediction": f"IDH-mutant probability {result['idh_mutant_probability']:.2f} ({result['predicted_class']})",
             "validation": f"model validation AUC {auc}", "features": "; ".join(top) or "none"}

@@ -256,7 +256,7 @@ def test_dlr_panel_lines_read_the_bundles_validation_metrics() -> None:
     lines = describe_prediction(result)
     auc = metrics["loocv_simulated"]["auc"]
     assert lines["prediction"] == "IDH-mutant probability 0.12 (wildtype)"
-    assert f"{auc['value']:.4f} ({auc['ci_low']:.2f}-{auc['ci_high']:.2f}) (loocv, simulated)" in lines["validation"]
+    assert f"{auc['value']:.4f} ({auc['ci_low']:.2f}-{auc['ci_high']:.2f}) (loocv, simulated, the cohort's reference masks)" in lines["validation"]
     assert lines["features"] == "conv6 filter 8, component 53, mean (towards wildtype)"
     assert "not recorded" in describe_prediction({**result, "model_metrics": {}})["validation"]
 
