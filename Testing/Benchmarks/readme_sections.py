@@ -57,7 +57,10 @@ def results_section(demo: dict) -> str:
     new = demo["new_patient"]
     lines += [f"* New patient {new['case_id']} (truth: {new['truth_idh']}): DLR p(mutant) = "
               f"{new['dlr']['idh_mutant_probability']:.2f}, perfusion p(mutant) = {new['perfusion']['idh_mutant_probability']:.2f}, "
-              f"pattern {new['perfusion']['temporal_pattern']}.",
+              f"pattern {new['perfusion']['temporal_pattern']}" + (
+                  f"; fused (shipped fusion bundle, {' + '.join(new['fusion']['inputs_used'])}) p(mutant) = "
+                  f"{new['fusion']['idh_mutant_probability']:.2f}, prediction set at {new['fusion']['coverage']:.0%}: "
+                  f"{new['fusion']['prediction_set']}" if new.get("fusion") else "") + ". All probabilities calibrated.",
               "* Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if k != "total") + "."]
     return "\n".join(lines)
 

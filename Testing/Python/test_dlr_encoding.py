@@ -236,7 +236,7 @@ def test_dlr_pipeline_learns_a_signal_and_permuted_labels_give_chance() -> None:
 
 def test_permutation_test_separates_a_signal_from_none() -> None:
     from IDHPredictorLib.dlr.permutation import permutation_test
-    from IDHPredictorLib.validation.permutation import leakage_verdict
+    from IDHPredictorLib.validation.permutation import leakage_verdict, verdict_text
 
     bags, y = _synthetic_descriptor_cohort(40, shift=1.0, seed=5)
     signal = permutation_test(bags, y, shuffles=20, k=8, components=4)
@@ -252,6 +252,10 @@ def test_permutation_test_separates_a_signal_from_none() -> None:
     assert not leakage_verdict({**chance, "null_mean": 0.8, "null_sd": 0.05})
     # five shuffles: their mean strays 0.1 from 0.5 too often for any verdict
     assert leakage_verdict({**chance, "shuffles": 5}) is None
+    # shuffled AUCs centred below 0.5 are no leakage (leakage only raises them): passed, and named
+    low = {**chance, "null_mean": 0.38, "null_sd": 0.16}
+    assert leakage_verdict(low) and verdict_text(low).startswith("passed (no leakage; shuffled AUCs below 0.5")
+    assert verdict_text({**chance, "null_mean": 0.8, "null_sd": 0.05}).startswith("FAILED")
 
 
 def test_metrics_against_a_hand_computed_confusion_matrix() -> None:
