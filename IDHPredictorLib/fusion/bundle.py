@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 from sklearn.pipeline import Pipeline
 
 from ..bundle import read_bundle, write_bundle
 from ..errors import InputError
+from ..quality import QualityReport
 from ..segmentation.model_bundle import DEFAULT_MODELS
 from ..validation.calibration import logit
 from ..validation.conformal import ClassConditionalConformal, set_label
@@ -52,7 +54,7 @@ class Stacker:
     def probability(self, scores: dict[str, float]) -> float:
         """Fused IDH-mutant probability from the components' scores."""
         z = (np.array([scores[name] for name in self.inputs]) - self.mean) / self.scale
-        return float(1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept))))
+        return float(expit(z @ self.coef + self.intercept))
 
     def outside_training_range(self, scores: dict[str, float]) -> list[str]:
         """The inputs whose score lies outside what the training patients showed."""
@@ -127,6 +129,11 @@ def fuse(dlr_result: dict, perfusion_result: dict | None, age: float, bundle: st
     return fused_answer(stackers, record, component_scores(dlr_result, perfusion_result, age), list(cautions or []))
 
 
+def quality_cautions(quality: QualityReport) -> list[str]:
+    """Quality-control warnings as reasons the coverage guarantee may not hold."""
+    return [f"quality: {c.name.replace('_', ' ')}: {c.message}" for c in quality.problems()]
+
+
 def describe_fusion(answer: dict[str, object]) -> str:
     """One display line for a fused answer (the Slicer panel): probability, class, prediction set
     with its coverage, the inputs used, the bundle's validation and whether the guarantee holds."""
@@ -162,16 +169,16 @@ def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAUL
     from ..io.case import find_case_files
     from ..perfusion.model_bundle import predict_perfusion
 
-    load_fusion_model(bundle)  # a bad bundle is refused before any work
+    stackers, record = load_fusion_model(bundle)  # a bad bundle is refused before any work
     if not 0 < age < 120:
         raise InputError(None, f"age {age} is not a plausible age in years", "Give the patient's age in years, e.g. --age 54")
     dlr = predict_dlr(case_dir, Path(bundle) / DLR_PART, progress=progress, preprocess=preprocess, labels_out=labels_out)
     _, files = find_case_files(case_dir)
-    cautions = [f"quality: {c['name'].replace('_', ' ')}: {c['message']}" for c in dlr["quality"]["checks"] if c["verdict"] == "warn"]
     perfusion = None
     if "dsc" in files and "seg" in files:
         perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART)
-    answer = fuse(dlr, perfusion, age, bundle, cautions)
+    answer = fused_answer(stackers, record, component_scores(dlr, perfusion, age),
+                          quality_cautions(QualityReport.from_dict(dlr["quality"])))
     if "dsc" in files and perfusion is None:
         answer["not_used"] = "the DSC series: the case has no tumour mask (_seg) in its folder for the DSC analysis"
     return {"fusion": answer, "dlr": dlr, "perfusion": perfusion}

@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
+from ..dlr.evaluate import DlrSettings
 from ..errors import InputError
 from ..io.cohort import read_cohort
 from ..perfusion.training import LstmScorer, LstmTraining
@@ -44,6 +46,12 @@ class FusionSettings:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
+def _dlr_settings(settings: FusionSettings) -> DlrSettings:
+    """The DLR component: ``idh-predictor dlr``'s defaults (k by inner CV, 64 GMM components) on
+    the fusion's filter bank and seed, for its evaluation and its bundle alike."""
+    return DlrSettings(model=settings.model, seed=settings.seed)
+
+
 def _components(cohort_dir: Path, cases: list, settings: FusionSettings, stage: ProgressFactory) -> list[Component]:
     """The components on this cohort: DLR descriptors (cached beside the cohort), the LSTM's DSC
     windows, age, and radiomics features when asked for."""
@@ -62,7 +70,8 @@ def _components(cohort_dir: Path, cases: list, settings: FusionSettings, stage: 
     windows = analyse_cohort(folders, stage("DSC analysis")).windows
     age = np.array([[c.age] for c in cases], dtype=float)
     seed, training = settings.seed, settings.training
-    components = [Component("DLR", lambda: dlr_pipeline("auto", 64, seed), descriptors),
+    dlr = _dlr_settings(settings)
+    components = [Component("DLR", lambda: dlr_pipeline(dlr.k, dlr.components, dlr.seed), descriptors),
                   Component("perfusion LSTM", lambda: LstmScorer(training), windows),
                   Component("age", YoungerIsMutant, age)]
     if settings.radiomics:
@@ -138,7 +147,7 @@ def _save_bundle(folder: Path, cohort_dir: Path, components: list[Component], y:
     stacker per input set fitted on every patient's out-of-fold component scores, and its
     conformal thresholds from the out-of-fold fused probabilities (module ``bundle``)."""
     from ..dlr.descriptors import DescriptorOptions
-    from ..dlr.evaluate import DlrSettings, save_dlr_bundle
+    from ..dlr.evaluate import save_dlr_bundle
     from ..io.cohort import cohort_record
     from ..perfusion.model_bundle import save_perfusion_model
     from ..perfusion.training import train_lstm
@@ -158,13 +167,13 @@ def _save_bundle(folder: Path, cohort_dir: Path, components: list[Component], y:
                             "ece": result.extra["calibration"]["ece"], "patients": int(len(y)),
                             "labels": "simulated (digital phantom)", "masks": "reference (phantom truth)",
                             "validation": f"nested {settings.folds}-fold cross-validation"}
-    lstm_oof_probability = 1.0 / (1.0 + np.exp(-fusion.component_scores["perfusion LSTM"]))
+    lstm_oof_probability = expit(fusion.component_scores["perfusion LSTM"])
     calibrator = PlattCalibrator(on_logit=True).fit(lstm_oof_probability, y)
     network, history = train_lstm(inputs["perfusion LSTM"], y, settings.training, progress=stage("LSTM on every patient"))
     lstm_metrics = {"cv_simulated": {"Attention-LSTM": by_name["perfusion LSTM"].metrics}}
     lstm_calibration = {**calibrator.as_dict(), "fitted_on": f"out-of-fold outputs of the {len(y)} patients",
                         "cv_simulated": {k: by_name["perfusion LSTM"].extra["calibration"][k] for k in ("brier", "ece", "patients")}}
-    dlr_settings = DlrSettings(model=settings.model, seed=settings.seed)
+    dlr_settings = _dlr_settings(settings)
     return save_fusion_model(
         folder,
         lambda path: save_dlr_bundle(path, inputs["DLR"], y, fusion.component_scores["DLR"], dlr_settings,

@@ -11,6 +11,7 @@ are probabilities already (the LSTM's mean sigmoid) are calibrated on their logi
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
@@ -47,7 +48,7 @@ class PlattCalibrator(BaseEstimator):
 
     def predict_proba(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated probability of the positive class (IDH-mutant), one per score."""
-        return 1.0 / (1.0 + np.exp(-(self.slope_ * self._feature(scores)[:, 0] + self.offset_)))
+        return expit(self.slope_ * self._feature(scores)[:, 0] + self.offset_)
 
     def as_dict(self) -> dict[str, object]:
         return {"method": "Platt scaling" + (" of the logit" if self.on_logit else ""), "on_logit": self.on_logit,
