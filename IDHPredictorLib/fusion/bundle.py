@@ -112,12 +112,15 @@ def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, f
     if outside:
         cautions.append(f"{', '.join(outside)} outside the range of the training patients")
     validation = dict(record.get("validation", {}).get(name, {}))
+    # a bundle validated on simulated patients guarantees nothing measured for a real scan: say so
+    simulated = (" (its training patients were simulated: on a real scan the coverage is unverified)"
+                 if "simulated" in str(validation.get("labels", "")) else "")
     return {"idh_mutant_probability": probability, "predicted_class": "mutant" if probability >= 0.5 else "wildtype",
             "prediction_set": set_label(members), "coverage": stacker.conformal.coverage, "stacker": name,
             "inputs_used": list(stacker.inputs), "component_scores": {k: scores[k] for k in stacker.inputs},
             "validation": validation,
             "guarantee": ("holds for patients like the training cohort" if not cautions else
-                          "may not hold: " + "; ".join(cautions)),
+                          "may not hold: " + "; ".join(cautions)) + simulated,
             "note": record.get("note", "")}
 
 

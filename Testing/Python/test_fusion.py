@@ -164,6 +164,7 @@ def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort
     assert answer["prediction_set"] in ("mutant", "wildtype", "uncertain", "empty")
     assert answer["predicted_class"] == ("mutant" if answer["idh_mutant_probability"] >= 0.5 else "wildtype")
     assert answer["validation"]["labels"] == "simulated (digital phantom)" and "auc" in answer["validation"]
+    assert answer["guarantee"].endswith("on a real scan the coverage is unverified)")
     # the same patient without its DSC series: a DLR + age answer that says so
     without_dsc = tmp_path / case.name
     shutil.copytree(case, without_dsc)
