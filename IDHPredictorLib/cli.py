@@ -354,6 +354,28 @@ def _fusion(args: argparse.Namespace) -> None:
         print(f"model bundle: {args.save_model}")
 
 
+def _validate_deployment(args: argparse.Namespace) -> None:
+    from .dlr.predict import DEFAULT_DLR_MODEL
+    from .fusion.bundle import DEFAULT_FUSION_MODEL
+    from .fusion.deployment import CNN, MASK_SOURCES, record_deployment_validation, validate_deployment
+
+    out = Path(args.out)
+    check_output_folder(out)
+    fusion_bundle = Path(args.fusion_model or DEFAULT_FUSION_MODEL)
+    dlr_bundle = None if args.no_dlr_model else Path(args.dlr_model or DEFAULT_DLR_MODEL)
+    started = time.perf_counter()
+    summary = validate_deployment(Path(args.cohort), out, fusion_bundle, dlr_bundle, tqdm_progress("cases"), args.seed)
+    for model, entry in summary["models"].items():
+        cells = "   ".join(f"{source} masks AUC {auc_text(entry[source])} ECE {entry[source]['ece']:.3f}" for source in MASK_SOURCES)
+        print(f"{model:32s} {cells}   DeLong p {entry['delong_cnn_vs_reference']['p_value']:.3f}")
+    if summary["refused_on_cnn_masks"]:
+        print(f"refused on the {CNN} path (left out of both columns): {', '.join(summary['refused_on_cnn_masks'])}")
+    print(f"{summary['patients']} {summary['labels']} patients; report: {out} ({time.perf_counter() - started:.0f} s)")
+    if args.record:
+        record_deployment_validation(summary, fusion_bundle, dlr_bundle)
+        print(f"recorded in {fusion_bundle}/model.json" + (f" and {dlr_bundle}/model.json" if dlr_bundle else ""))
+
+
 def _predict(args: argparse.Namespace) -> None:
     import json
 
@@ -586,6 +608,19 @@ def build_parser() -> argparse.ArgumentParser:
     fusion.add_argument("--save-model", help="write the fusion bundle (its own DLR and LSTM, the stackers, the conformal sets) here")
     fusion.add_argument("--seed", type=int, default=0)
     fusion.set_defaults(run=_fusion)
+
+    deployment = commands.add_parser("validate-deployment",
+                                     help="apply the fusion and DLR bundles unchanged to a held-out labelled cohort, "
+                                          "on its reference masks and on the CNN's masks")
+    deployment.add_argument("cohort", help="held-out cohort folder: case folders with images, _seg (and _dsc) + clinical.csv")
+    deployment.add_argument("--out", required=True, help="folder for report.json, table.md, per_case.csv, the CNN masks")
+    deployment.add_argument("--fusion-model", help="fusion bundle (default: the shipped one)")
+    deployment.add_argument("--dlr-model", help="stand-alone DLR bundle (default: the shipped one)")
+    deployment.add_argument("--no-dlr-model", action="store_true", help="validate the fusion bundle only")
+    deployment.add_argument("--record", action="store_true",
+                            help="store the figures in the bundles' model.json, beside their cross-validated ones")
+    deployment.add_argument("--seed", type=int, default=0, help="bootstrap seed of the confidence intervals")
+    deployment.set_defaults(run=_validate_deployment)
 
     predict = commands.add_parser("predict", help="IDH prediction for one case")
     predict.add_argument("case_dir")

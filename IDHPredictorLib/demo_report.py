@@ -152,9 +152,15 @@ def _fusion_rows(fusion: dict | None) -> list[list[str]]:
         return []
     validation = fusion["validation"]
     auc = validation["auc"]
-    return [["fused IDH-mutant probability (" + " + ".join(fusion["inputs_used"]) + ")",
+    rows = [["fused IDH-mutant probability (" + " + ".join(fusion["inputs_used"]) + ")",
              f"{fusion['idh_mutant_probability']:.3f} ({fusion['predicted_class']})"],
             [f"prediction set at {fusion['coverage']:.0%} coverage", f"{fusion['prediction_set']}; guarantee {fusion['guarantee']}"],
             ["fusion bundle's validation", f"AUC {auc['value']:.3f}, Brier {validation['brier']:.3f}, ECE {validation['ece']:.3f} "
              f"({validation['validation']}, {validation['patients']} {validation['labels']} patients, {validation['masks']} masks)"]]
+    on_cnn = dict(fusion.get("deployment_validation") or {}).get("CNN")
+    if on_cnn:
+        rows.append(["... on the masks deployment uses", f"AUC {on_cnn['auc']['value']:.3f}, Brier {on_cnn['brier']:.3f}, "
+                     f"ECE {on_cnn['ece']:.3f} ({on_cnn['validation']}, {on_cnn['patients']} {on_cnn['labels']} patients, "
+                     f"{on_cnn['masks']} masks)"])
+    return rows
 

@@ -34,13 +34,14 @@ def load_dlr_predictor(dlr_bundle: str | Path = DEFAULT_DLR_MODEL,
     beside = Path(dlr_bundle).parent / record["segmentation_model"]
     segmentation_folder = beside if beside.is_dir() else Path(models_dir) / record["segmentation_model"]
     model = load_filter_bank(segmentation_folder)
-    if model_key(model, segmentation_folder, _descriptor_options(record)) != record["segmentation_key"]:
+    if model_key(model, segmentation_folder, descriptor_options(record)) != record["segmentation_key"]:
         raise InputError(segmentation_folder, f"is not the network DLR bundle {Path(dlr_bundle).name} was built on",
                          "Restore that segmentation bundle, or rebuild the DLR bundle with idh-predictor dlr --save-model")
     return dlr, model, segmentation_folder
 
 
-def _descriptor_options(record: dict) -> DescriptorOptions:
+def descriptor_options(record: dict) -> DescriptorOptions:
+    """The descriptor sampling a DLR bundle was built with (its ``descriptor_options`` record)."""
     return DescriptorOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["descriptor_options"].items()})
 
 
@@ -60,7 +61,7 @@ def _predict(dlr: DlrModel, model: SegmentationModel, case: Case, mask: sitk.Ima
     if missing:
         raise InputError(case.folder, f"the DLR model needs {', '.join(missing)}", "Load or select those volumes")
     layer = record["layer"]
-    descriptors = deep_descriptors(model.network, model.modalities, case, mask, (layer,), _descriptor_options(record),
+    descriptors = deep_descriptors(model.network, model.modalities, case, mask, (layer,), descriptor_options(record),
                                    progress)[layer]
     prediction = dlr.predict(descriptors)
     return {"case_id": case.case_id, "idh_mutant_probability": prediction.probability,
@@ -107,11 +108,16 @@ def describe_prediction(result: dict[str, object], features: int = 5) -> dict[st
     bundle's validation AUC with its CI and validation scheme, the top features."""
     from ..validation.report import metric_cell
 
-    validation = next(((name, values["auc"]) for name, values in dict(result.get("model_metrics") or {}).items()
-                       if isinstance(values, dict) and isinstance(values.get("auc"), dict)), None)
-    # a bundle is validated on its training cohort's own _seg masks (the phantom's truth for the shipped one)
-    auc = (f"{metric_cell(validation[1])} ({validation[0].replace('_', ', ')}, the cohort's reference masks)"
-           if validation else "not recorded")
+    metrics = {name: values for name, values in dict(result.get("model_metrics") or {}).items()
+               if isinstance(values, dict) and isinstance(values.get("auc"), dict)}
+    # a bundle is cross-validated on its training cohort's own _seg masks (the phantom's truth for
+    # the shipped one); deployment-mode validation adds held-out figures on the CNN's masks
+    reference = next((name for name in metrics if not name.startswith("held_out")), None)
+    on_cnn = metrics.get("held_out_simulated_cnn_masks")
+    auc = (f"{metric_cell(metrics[reference]['auc'])} ({reference.replace('_', ', ')}, the cohort's reference masks)"
+           if reference else "not recorded")
+    if on_cnn:
+        auc += f"; on {on_cnn['masks']} masks, {on_cnn['patients']} held-out simulated patients: {metric_cell(on_cnn['auc'])}"
     top = [f"{f['feature']} (towards {f['towards']})" for f in list(result.get("top_features") or [])[:features]]
     return {"prediction": f"IDH-mutant probability {result['idh_mutant_probability']:.2f} ({result['predicted_class']})",
             "validation": f"model validation AUC {auc}", "features": "; ".join(top) or "none"}

@@ -119,6 +119,7 @@ def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, f
             "prediction_set": set_label(members), "coverage": stacker.conformal.coverage, "stacker": name,
             "inputs_used": list(stacker.inputs), "component_scores": {k: scores[k] for k in stacker.inputs},
             "validation": validation,
+            "deployment_validation": dict(record.get("deployment_validation", {}).get(name, {})),
             "guarantee": ("holds for patients like the training cohort" if not cautions else
                           "may not hold: " + "; ".join(cautions)) + simulated,
             "note": record.get("note", "")}
@@ -149,6 +150,12 @@ def describe_fusion(answer: dict[str, object]) -> str:
         line += (f". Validation ({validation['validation']}, {validation['patients']} {validation['labels']} patients, "
                  f"{validation['masks']} masks): AUC {metric_cell(validation['auc'])}, Brier {validation['brier']:.3f}, "
                  f"ECE {validation['ece']:.3f}")
+    on_cnn = dict(answer.get("deployment_validation") or {}).get("CNN")
+    if on_cnn:
+        coverage = on_cnn.get("coverage") or {}
+        line += (f"; on {on_cnn['masks']} masks, {on_cnn['patients']} held-out {on_cnn['labels']} patients: "
+                 f"AUC {metric_cell(on_cnn['auc'])}, ECE {on_cnn['ece']:.3f}"
+                 + (f", coverage mutant {coverage['mutant']:.2f}, wildtype {coverage['wildtype']:.2f}" if coverage else ""))
     return line + f". The coverage guarantee {answer['guarantee']}."
 
 
@@ -166,23 +173,28 @@ def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAUL
                    preprocess: str = "auto", progress: Callable[[int, int], None] | None = None,
                    labels_out: Path | None = None) -> dict[str, object]:
     """One case's fused answer with the bundle's own components: DLR always; perfusion when the
-    case has a DSC series and a tumour mask (``_seg``); age (years) always, as every stacker uses
-    it. Returns the fused answer and both component results."""
+    case has a DSC series; age (years) always, as every stacker uses it. Both components work
+    inside the case's ``_seg`` when it has one, else inside the CNN's mask, as the deployment-mode
+    validation did. Returns the fused answer and both component results."""
+    import tempfile
+
     from ..dlr.predict import predict_dlr
-    from ..io.case import find_case_files
+    from ..io.case import find_case_files, read_label_map
     from ..perfusion.model_bundle import predict_perfusion
 
     stackers, record = load_fusion_model(bundle)  # a bad bundle is refused before any work
     if not 0 < age < 120:
         raise InputError(None, f"age {age} is not a plausible age in years", "Give the patient's age in years, e.g. --age 54")
-    dlr = predict_dlr(case_dir, Path(bundle) / DLR_PART, progress=progress, preprocess=preprocess, labels_out=labels_out)
     _, files = find_case_files(case_dir)
-    perfusion = None
-    if "dsc" in files and "seg" in files:
-        perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART)
+    with tempfile.TemporaryDirectory(prefix="idhpredictor-") as scratch:
+        # without a _seg the DLR step segments; the DSC analysis then needs that same mask
+        cnn_labels = labels_out or (Path(scratch) / "cnn_seg.nii.gz" if "dsc" in files and "seg" not in files else None)
+        dlr = predict_dlr(case_dir, Path(bundle) / DLR_PART, progress=progress, preprocess=preprocess, labels_out=cnn_labels)
+        perfusion = None
+        if "dsc" in files:
+            mask = read_label_map(Path(cnn_labels)) if "seg" not in files else None
+            perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART, labels=mask)
     answer = fused_answer(stackers, record, component_scores(dlr, perfusion, age),
                           quality_cautions(QualityReport.from_dict(dlr["quality"])))
-    if "dsc" in files and perfusion is None:
-        answer["not_used"] = "the DSC series: the case has no tumour mask (_seg) in its folder for the DSC analysis"
+    answer["mask"] = dlr["mask"]
     return {"fusion": answer, "dlr": dlr, "perfusion": perfusion}
-

@@ -43,14 +43,15 @@ class PerfusionAnalysis:
         return image
 
 
-def read_perfusion_case(folder: str | Path) -> Case:
-    """A case with its DSC series, tumour labels and one structural image (for the brain mask)."""
+def read_perfusion_case(folder: str | Path, labels: bool = True) -> Case:
+    """A case with its DSC series, one structural image (for the brain mask) and, unless ``labels``
+    is False (the mask comes from elsewhere, e.g. the CNN), its tumour labels."""
     _, files = find_case_files(folder)
     structural = next((m for m in REFERENCE_ORDER if m in files), None)
-    if structural is None or "dsc" not in files or "seg" not in files:
+    if structural is None or "dsc" not in files or (labels and "seg" not in files):
         raise InputError(folder, "needs a DSC series (<id>_dsc), a tumour mask (<id>_seg) and a structural image",
                          "Add them, or leave the case out of the perfusion analysis")
-    return read_case(folder, (structural,), labels=True, dsc=True)
+    return read_case(folder, (structural,), labels=labels, dsc=True)
 
 
 def dsc_to_structural(dsc: DscSeries, structural: sitk.Image) -> sitk.Transform:

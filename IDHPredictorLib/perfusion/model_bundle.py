@@ -93,14 +93,19 @@ def predict_perfusion_series(dsc: DscSeries, labels: sitk.Image, brain: sitk.Ima
 
 
 def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSION_MODEL,
-                      heatmap: Path | None = None, rcbv_map: Path | None = None) -> dict[str, object]:
+                      heatmap: Path | None = None, rcbv_map: Path | None = None,
+                      labels: sitk.Image | None = None) -> dict[str, object]:
     """``predict_perfusion_series`` for a case folder (and the heat map PNG, the rCBV map on the
-    DSC grid)."""
+    DSC grid). The tumour labels are ``labels`` when given (e.g. the CNN's, on any grid: resampled
+    nearest neighbour), else the case's ``_seg``."""
     from .analysis import read_perfusion_case
     from .patterns import attention_heatmap
 
-    case = read_perfusion_case(case_dir)
-    prediction = predict_perfusion_series(case.dsc, case.labels, case.reference, case.case_id, bundle)
+    case = read_perfusion_case(case_dir, labels=labels is None)
+    if labels is not None:
+        labels = sitk.Resample(labels, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    prediction = predict_perfusion_series(case.dsc, case.labels if labels is None else labels, case.reference,
+                                          case.case_id, bundle)
     if rcbv_map is not None:
         from ..io.images import write_image
 

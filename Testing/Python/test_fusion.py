@@ -16,6 +16,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from IDHPredictorLib.cli import main
+from IDHPredictorLib.dlr.predict import describe_prediction
+from IDHPredictorLib.fusion.bundle import describe_fusion
 from IDHPredictorLib.fusion.stacking import Component, nested_fusion
 from IDHPredictorLib.io.cohort import case_folders
 from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table
@@ -139,11 +141,19 @@ def test_conformal_with_too_few_patients_of_a_class_never_rules_that_class_out()
         ClassConditionalConformal(1.5).fit(np.array([0.1, 0.9]), np.array([0, 1]))
 
 
-def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
-    out, bundle = tmp_path / "fusion", tmp_path / "fusion-bundle"
+@pytest.fixture(scope="module")
+def fusion_run(perfusion_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``idh-predictor fusion`` on the 16-patient cohort: its report folder and its bundle."""
+    folder = tmp_path_factory.mktemp("fusion")
+    out, bundle = folder / "fusion", folder / "fusion-bundle"
     assert main(["fusion", str(perfusion_cohort), "--out", str(out), "--folds", "2", "--inner-folds", "2",
                  "--epochs", "3", "--coverage", "0.8", "--save-model", str(bundle)]) == 0
+    return out, bundle
+
+
+def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort: Path, fusion_run: tuple[Path, Path],
+                                                                tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, bundle = fusion_run
     report = json.loads((out / "report.json").read_text())
     for key in ("auc", "brier", "ece", "coverage", "uncertain_fraction"):
         assert key in report, key
@@ -174,3 +184,60 @@ def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort
     answer = json.loads(capsys.readouterr().out)["fusion"]
     assert answer["inputs_used"] == ["DLR", "age"] and answer["stacker"] == "Fusion: DLR + age (no DSC)"
     assert main(["predict", str(case), "--fusion-model", str(bundle)]) == 2  # no age
+
+
+def _sub_cohort(cohort: Path, folder: Path, per_class: int) -> Path:
+    """A copy of ``cohort`` with its first ``per_class`` patients of each genotype."""
+    lines = (cohort / "clinical.csv").read_text().splitlines()
+    header, rows = lines[0], [line.split(",") for line in lines[1:]]
+    idh = header.split(",").index("idh")
+    kept = [row for genotype in ("mutant", "wildtype") for row in [r for r in rows if r[idh] == genotype][:per_class]]
+    folder.mkdir()
+    for row in kept:
+        shutil.copytree(cohort / row[0], folder / row[0])
+    (folder / "clinical.csv").write_text("\n".join([header] + [",".join(r) for r in kept]) + "\n")
+    return folder
+
+
+def test_deployment_mode_validation_on_reference_and_cnn_masks(perfusion_cohort: Path, fusion_run: tuple[Path, Path],
+                                                                tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _, trained = fusion_run
+    bundle, dlr_bundle = tmp_path / "bundle", tmp_path / "dlr"
+    shutil.copytree(trained, bundle)
+    shutil.copytree(trained / "dlr", dlr_bundle)
+    cohort = _sub_cohort(perfusion_cohort, tmp_path / "held-out", per_class=2)
+    out = tmp_path / "deployment"
+    assert main(["validate-deployment", str(cohort), "--out", str(out), "--fusion-model", str(bundle),
+                 "--dlr-model", str(dlr_bundle), "--record"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["patients"] == 4 and report["mutant"] == 2 and report["labels"] == "simulated (digital phantom)"
+    models = report["models"]
+    assert set(models) == {"DLR (fusion's own)", "DLR (dlr)", "Fusion: DLR + perfusion + age", "Fusion: DLR + age (no DSC)"}
+    for entry in models.values():
+        assert set(entry) == {"reference", "CNN", "delong_cnn_vs_reference"}
+        assert 0.0 <= entry["CNN"]["auc"]["value"] <= 1.0 and 0.0 <= entry["CNN"]["brier"] <= 1.0
+    assert set(models["Fusion: DLR + perfusion + age"]["CNN"]["coverage"]) == {"overall", "mutant", "wildtype"}
+    rows = (out / "per_case.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4 and len(list(out.glob("cnn-masks-*/*_seg.nii.gz"))) == 4
+    # the reference rows score the reference mask itself (Dice 1); the CNN's mask is a different one
+    dice = {row.split(",")[3]: float(row.split(",")[5]) for row in rows[1:3]}
+    assert dice["reference"] == 1.0 and dice["CNN"] < 1.0
+
+    # recorded beside the cross-validated figures, and shown with the masks they hold for
+    case = case_folders(cohort)[0]
+    without_seg = tmp_path / case.name
+    shutil.copytree(case, without_seg)
+    for seg in without_seg.glob("*_seg*"):
+        seg.unlink()
+    capsys.readouterr()
+    assert main(["predict", str(without_seg), "--fusion-model", str(bundle), "--age", "50"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    answer = result["fusion"]
+    # no _seg: DLR and the DSC analysis both work inside the CNN's mask, as validated
+    assert answer["inputs_used"] == ["DLR", "perfusion LSTM", "age"] and answer["mask"].startswith("segmented by")
+    assert answer["deployment_validation"]["CNN"]["masks"] == "CNN (segmentation-flair-t1ce)"
+    assert "CNN (segmentation-flair-t1ce) masks, 4 held-out" in describe_fusion(answer)
+    dlr_record = json.loads((dlr_bundle / "model.json").read_text())["metrics"]
+    assert {"held_out_simulated_reference_masks", "held_out_simulated_cnn_masks"} <= set(dlr_record)
+    shown = describe_prediction({**result["dlr"], "model_metrics": dlr_record})["validation"]
+    assert "the cohort's reference masks" in shown and "on CNN (segmentation-flair-t1ce) masks, 4 held-out" in shown
