@@ -407,6 +407,8 @@ def _predict(args: argparse.Namespace) -> None:
         heatmap = Path(args.heatmap) if args.heatmap else None
         rcbv_map = Path(args.rcbv_map) if args.rcbv_map else None
         result["perfusion"] = predict_perfusion(args.case_dir, Path(args.perfusion_model), heatmap, rcbv_map)
+    if result.get("perfusion"):
+        print_quality(QualityReport.from_dict(result["perfusion"]["dsc_quality"]))
     text = json.dumps(result, indent=2)
     if args.out:
         from .io.atomic import atomic_path

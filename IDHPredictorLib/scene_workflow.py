@@ -156,7 +156,7 @@ def compute_fusion(scene: object, scene_case: SceneCase, age: float, bundle: str
                    preprocess: PreprocessMode = "auto", progress: Progress | None = None) -> dict[str, object]:
     """The fused answer (calibrated probability and prediction set) from the fusion bundle's own
     DLR and, when the case has a DSC series, perfusion components, on the current segmentation."""
-    from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse, quality_cautions
+    from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse, fusion_cautions
 
     bundle = Path(bundle or DEFAULT_FUSION_MODEL)
     _require_segmentation(scene_case)
@@ -169,7 +169,7 @@ def compute_fusion(scene: object, scene_case: SceneCase, age: float, bundle: str
         perfusion = predict_perfusion_series(bridge.dsc_series_from_node(scene_case.dsc), labels,
                                              prepared.to_native(prepared.case.brain), scene_case.case_id,
                                              bundle / PERFUSION_PART).result
-    answer = {**fuse(dlr, perfusion, age, bundle, quality_cautions(prepared.quality)), "mask": mask_source}
+    answer = {**fuse(dlr, perfusion, age, bundle, fusion_cautions(prepared.quality, perfusion)), "mask": mask_source}
     scene_case.results["fusion"] = answer
     return answer
 

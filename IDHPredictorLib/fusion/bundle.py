@@ -138,6 +138,14 @@ def quality_cautions(quality: QualityReport) -> list[str]:
     return [f"quality: {c.name.replace('_', ' ')}: {c.message}" for c in quality.problems()]
 
 
+def fusion_cautions(quality: QualityReport, perfusion_result: dict | None) -> list[str]:
+    """The case's quality warnings and, when perfusion was used, its DSC series' verdicts."""
+    cautions = quality_cautions(quality)
+    if perfusion_result is not None:
+        cautions += quality_cautions(QualityReport.from_dict(dict(perfusion_result.get("dsc_quality") or {})))
+    return cautions
+
+
 def describe_fusion(answer: dict[str, object]) -> str:
     """One display line for a fused answer (the Slicer panel): probability, class, prediction set
     with its coverage, the inputs used, the bundle's validation and whether the guarantee holds."""
@@ -195,6 +203,6 @@ def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAUL
             mask = read_label_map(Path(cnn_labels)) if "seg" not in files else None
             perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART, labels=mask)
     answer = fused_answer(stackers, record, component_scores(dlr, perfusion, age),
-                          quality_cautions(QualityReport.from_dict(dlr["quality"])))
+                          fusion_cautions(QualityReport.from_dict(dlr["quality"]), perfusion))
     answer["mask"] = dlr["mask"]
     return {"fusion": answer, "dlr": dlr, "perfusion": perfusion}

@@ -4,7 +4,7 @@ signal recovery."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,9 @@ from ..io.case import REFERENCE_ORDER, Case, find_case_files, read_case
 from ..io.dsc import DscSeries
 from ..preprocessing import register_rigid
 from ..preprocessing.brain import InputKind, detect_brain
+from ..quality import QualityReport
 from .aif import ArterialInput, automatic_aif, manual_aif
+from .dsc_quality import dsc_curve_quality, leakage_fit_r2
 from .kinetics import blood_volume, bolus_arrival, check_bolus_position, delta_r2, leakage_correction
 from .regions import DscRegions, contralateral_white_matter, subregion_masks, to_dsc_space
 
@@ -35,6 +37,7 @@ class PerfusionAnalysis:
     leakage_k2: np.ndarray      # (z, y, x) float32, BSW K2 (1/s)
     geometry: sitk.Image        # the DSC frame grid
     statistics: dict[str, float | None]
+    quality: QualityReport = field(default_factory=QualityReport)  # verdicts on the series (``dsc_quality``)
 
     def rcbv_image(self) -> sitk.Image:
         """The rCBV map as an image on the DSC grid."""
@@ -130,14 +133,31 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
     regions = DscRegions(brain_dsc, subregions, reference)
     analysis = PerfusionAnalysis(signal, times, arrival, regions, aif, rcbv, leakage, geometry, {})
     analysis.statistics = tumour_statistics(analysis)
+    analysis.quality = series_quality(analysis, dr2[:, normal].mean(axis=1), dsc.echo_time_s)
     return analysis
+
+
+def statistics_region(analysis: PerfusionAnalysis) -> np.ndarray:
+    """The solid tumour (non-enhancing + enhancing), or the whole tumour when it has no solid part."""
+    solid = np.logical_or.reduce([analysis.regions.subregions[name] for name in TUMOUR_STATISTICS_REGION])
+    return solid if solid.sum() >= 3 else analysis.regions.subregions["whole"]
+
+
+def series_quality(analysis: PerfusionAnalysis, leakage_reference: np.ndarray, echo_time_s: float) -> QualityReport:
+    """``dsc_curve_quality`` on the analysis' mean curves: solid tumour, white-matter reference, AIF."""
+    tumour_signal = analysis.signal[:, statistics_region(analysis)].mean(axis=1).astype(np.float64)
+    reference_signal = analysis.signal[:, analysis.regions.reference & analysis.regions.brain].mean(axis=1).astype(np.float64)
+    dt = float(np.mean(np.diff(analysis.times_s)))
+    fit = leakage_fit_r2(delta_r2(tumour_signal, analysis.arrival, echo_time_s), leakage_reference, dt, analysis.arrival)
+    return dsc_curve_quality(tumour_signal, reference_signal, analysis.aif.curve,
+                             delta_r2(reference_signal, analysis.arrival, echo_time_s), analysis.arrival,
+                             float(analysis.statistics["rcbv_mean"]), fit)
 
 
 def tumour_statistics(analysis: PerfusionAnalysis) -> dict[str, float | None]:
     """rCBV mean and 95th percentile in the solid tumour (whole tumour when it has no solid part),
     peak height and percentage signal recovery of the mean tumour curve."""
-    solid = np.logical_or.reduce([analysis.regions.subregions[name] for name in TUMOUR_STATISTICS_REGION])
-    region = solid if solid.sum() >= 3 else analysis.regions.subregions["whole"]
+    region = statistics_region(analysis)
     values = analysis.rcbv[region]
     curve = analysis.signal[:, region].mean(axis=1).astype(np.float64)
     baseline = curve[1:analysis.arrival].mean()
@@ -145,7 +165,7 @@ def tumour_statistics(analysis: PerfusionAnalysis) -> dict[str, float | None]:
     post = curve[-max(3, len(curve) // 10):].mean()
     drop = baseline - minimum
     return {"rcbv_mean": float(values.mean()), "rcbv_p95": float(np.percentile(values, 95)),
-            "rcbv_region": "solid tumour" if region is solid else "whole tumour",
+            "rcbv_region": "whole tumour" if region is analysis.regions.subregions["whole"] else "solid tumour",
             "peak_height": float(drop / baseline) if baseline > 0 else None,
             "percentage_signal_recovery": float(100 * (post - minimum) / drop) if drop > 0 else None,
             "bolus_arrival_s": float(analysis.times_s[analysis.arrival])}

@@ -13,6 +13,7 @@ import torch
 from ..bundle import read_bundle, write_bundle
 from ..errors import InputError
 from ..io.dsc import DscSeries
+from ..quality import QualityReport
 from ..segmentation.model_bundle import DEFAULT_MODELS
 from ..validation.calibration import PlattCalibrator
 from . import curves as curve_grid
@@ -88,6 +89,8 @@ def predict_perfusion_series(dsc: DscSeries, labels: sitk.Image, brain: sitk.Ima
               "temporal_pattern": f"TP{number}", "pattern_segments": list(pair), "attention": np.round(full, 5).tolist(),
               "rcbv": analysis.statistics, "aif_voxels_zyx": analysis.aif.voxels.tolist(), "aif_method": analysis.aif.method,
               "channels_present": dict(zip(curve_grid.CHANNELS, curves.present)),
+              # the verdicts on the series hold for the rCBV and for the LSTM input curves alike
+              "dsc_quality": analysis.quality.as_dict(), "lstm_input_flagged": bool(analysis.quality.problems()),
               "model": str(bundle), "model_metrics": record.get("metrics", {}), "note": record.get("note", "")}
     return PerfusionPrediction(result, analysis, curves, full)
 
@@ -132,5 +135,8 @@ def describe_perfusion(result: dict[str, object]) -> str:
     if auc and calibration:
         line += (f". Model validation ({calibration['patients']} simulated patients, 5-fold CV, reference masks): "
                  f"AUC {metric_cell(auc)}, Brier {calibration['brier']:.3f}, ECE {calibration['ece']:.3f}")
+    problems = QualityReport.from_dict(dict(result.get("dsc_quality") or {})).problems()
+    if problems:
+        line += ". DSC quality, for the rCBV and the LSTM input alike: " + "; ".join(c.line() for c in problems)
     return line
 

@@ -292,6 +292,10 @@ def test_shipped_perfusion_bundle_predicts_a_phantom_case(small_cohort: Path, tm
     result = predict_perfusion(case_folders(small_cohort)[0], DEFAULT_PERFUSION_MODEL)
     assert 0 <= result["idh_mutant_probability"] <= 1 and "simulated" in result["note"]
     assert result["calibration"]["cv_simulated"]["patients"] == 270
+    # the series' verdicts travel with the rCBV and the LSTM prediction made from it
+    checks = {c["name"] for c in result["dsc_quality"]["checks"]}
+    assert {"dsc_baseline", "dsc_bolus_coverage", "dsc_t1_leakage", "dsc_leakage_fit", "dsc_rcbv", "dsc_aif"} <= checks
+    assert result["lstm_input_flagged"] == (result["dsc_quality"]["verdict"] != "pass")
     # a bundle without a calibrator would show a raw, inflated probability: refused
     uncalibrated = tmp_path / "uncalibrated"
     shutil.copytree(DEFAULT_PERFUSION_MODEL, uncalibrated)
@@ -314,3 +318,77 @@ def test_dsc_files_without_time_axis_or_tr_are_refused(small_cohort: Path, tmp_p
     sitk.WriteImage(no_tr, str(tmp_path / "P_dsc.nii.gz"))  # no sidecar beside it
     with pytest.raises(InputError, match="TR unknown: no sidecar JSON"):
         read_dsc_series(tmp_path / "P_dsc.nii.gz")
+
+
+def _simulated_curves(k2: float, tr: float = 1.5, frames: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """White-matter and enhancing-tumour signal (TE 30 ms) and the arterial delta-R2*, by the
+    phantom's kinetics, with the tumour's BSW leakage K2 = ``k2``; and the bolus arrival frame."""
+    from IDHPredictorLib.perfusion.kinetics import bolus_arrival
+    from IDHPredictorLib.phantom.dsc import R2_ARTERY, arterial_concentration, tissue_delta_r2
+
+    t = np.arange(frames) * tr
+    c_a = arterial_concentration(np.random.default_rng(0), t, 30.0)
+    white = tissue_delta_r2(c_a, tr, 0.02, 4.0)
+    tumour = tissue_delta_r2(c_a, tr, 0.06, 4.0) - k2 * np.cumsum(white) * tr  # same MTT: BSW's own assumption
+    white_signal, tumour_signal = np.exp(-0.03 * white), np.exp(-0.03 * tumour)
+    return white_signal, tumour_signal, R2_ARTERY * c_a, bolus_arrival(white_signal)
+
+
+@pytest.mark.parametrize("k2, flagged", [(0.0, False), (0.04, True)])
+def test_strong_t1_leakage_on_a_single_echo_series_is_flagged(k2: float, flagged: bool) -> None:
+    from IDHPredictorLib.perfusion.dsc_quality import dsc_curve_quality, single_echo_roi_rcbv
+    from IDHPredictorLib.perfusion.kinetics import delta_r2
+
+    white, tumour, arterial, arrival = _simulated_curves(k2)
+    estimate = single_echo_roi_rcbv(tumour, white, 0.03, 1.5, arrival)
+    quality = dsc_curve_quality(tumour, white, arterial, delta_r2(white, arrival, 0.03), arrival, estimate["rcbv"],
+                                estimate["leakage_fit_r2"])
+    verdicts = {c.name: c.verdict for c in quality.checks}
+    assert verdicts["dsc_t1_leakage"] == ("warn" if flagged else "pass")
+    assert verdicts["dsc_baseline"] == verdicts["dsc_bolus_coverage"] == verdicts["dsc_aif"] == "pass"
+    if not flagged:  # without leakage the BSW estimate is the simulated ratio of blood volumes (3)
+        assert estimate["rcbv"] == pytest.approx(3.0, rel=0.05) and quality.verdict == "pass"
+
+
+def test_dual_echo_delta_r2_cancels_t1_effects() -> None:
+    from IDHPredictorLib.perfusion.dsc_quality import dual_echo_delta_r2
+    from IDHPredictorLib.perfusion.kinetics import delta_r2
+
+    white, _, _, arrival = _simulated_curves(0.0)
+    truth = -np.log(white) / 0.03  # the simulated delta-R2*, baseline 0
+    t1_gain = 1.0 + 0.3 * np.clip(np.arange(len(white)) - arrival, 0, None) / len(white)  # leaked tracer shortens T1
+    short_echo, long_echo = t1_gain * np.exp(-0.002 * truth), t1_gain * np.exp(-0.030 * truth)
+    assert dual_echo_delta_r2(short_echo, long_echo, 0.002, 0.030, arrival) == pytest.approx(truth, abs=1e-9)
+    assert not np.allclose(delta_r2(long_echo, arrival, 0.030), truth, atol=0.5)  # a single echo cannot
+
+
+def test_real_dsc_curves_single_echo_rcbv_is_near_the_dual_echo_reference_or_flagged() -> None:
+    """The real dual-echo curves (../shared/realdata/dsc-roi-curves; skipped without them): the
+    shipped single-echo analysis either agrees with the T1-free dual-echo rCBV or says it cannot."""
+    import csv
+
+    from IDHPredictorLib.perfusion.dsc_quality import dsc_curve_quality, dual_echo_delta_r2, roi_rcbv, single_echo_roi_rcbv
+    from IDHPredictorLib.perfusion.kinetics import bolus_arrival, delta_r2
+    from IDHPredictorLib.phantom.realism import real_cases_dir
+
+    folder = real_cases_dir()
+    if folder is None or not (folder / "dsc-roi-curves" / "curves.csv").exists():
+        pytest.skip("real DSC curves not found (../shared/realdata/dsc-roi-curves)")
+    acquisition = json.loads((folder / "dsc-roi-curves" / "acquisition.json").read_text())
+    with open(folder / "dsc-roi-curves" / "curves.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    curve = {name: np.array([float(row[name]) for row in rows]) for name in rows[0]}
+    tr, te1, te2 = acquisition["RepetitionTime"], acquisition["EchoTime1"], acquisition["EchoTime2"]
+    arrival = bolus_arrival(curve["nawm_te2"])
+    dual = {region: dual_echo_delta_r2(curve[f"{region}_te1"], curve[f"{region}_te2"], te1, te2, arrival)
+            for region in ("nawm", "tumour")}
+    reference = roi_rcbv(dual["tumour"], dual["nawm"], tr, arrival)["rcbv"]
+    assert 1.0 < reference < 1.3  # the T1-free answer (then BSW for the T2* leakage left)
+    single = single_echo_roi_rcbv(curve["tumour_te2"], curve["nawm_te2"], te2, tr, arrival)
+    quality = dsc_curve_quality(curve["tumour_te2"], curve["nawm_te2"], delta_r2(curve["aif_te2"], arrival, te2),
+                                delta_r2(curve["nawm_te2"], arrival, te2), arrival, single["rcbv"], single["leakage_fit_r2"])
+    agrees = abs(single["rcbv"] - reference) <= 0.25 * reference
+    verdicts = {c.name: c.verdict for c in quality.checks}
+    assert agrees or verdicts["dsc_t1_leakage"] == "warn", (single, reference, quality.lines())
+    # this tumour's signal rises above its baseline: the signature must fire whatever the estimate
+    assert verdicts["dsc_t1_leakage"] == "warn"
