@@ -50,7 +50,8 @@ def _phantom(args: argparse.Namespace) -> None:
     from .phantom.preview import find_real_case, write_preview
 
     options = PhantomOptions(cases=args.cases, seed=args.seed, size=args.size, effect=args.effect, mix=args.mix,
-                             permute_labels=args.permute_labels, mutant_fraction=args.mutant_fraction)
+                             permute_labels=args.permute_labels, mutant_fraction=args.mutant_fraction,
+                             dual_echo=args.dual_echo)
     try:
         options.validate()
     except ValueError as error:
@@ -495,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--mutant-fraction", type=float, default=None,
                          help="share of IDH-mutant patients (default: the mix's prevalence; 0.5 for a balanced sample)")
     phantom.add_argument("--permute-labels", action="store_true", help="shuffle IDH labels (leakage check)")
+    phantom.add_argument("--dual-echo", action="store_true",
+                         help="also write a short-echo DSC series (<id>_dsc-short): dual-echo DSC, T1 effects separable")
     phantom.add_argument("--traits-only", action="store_true",
                          help="write only clinical.csv (the same rows as the full cohort for this seed), no images")
     phantom.add_argument("--preview", action="store_true", help="write preview.png beside a real case if available")

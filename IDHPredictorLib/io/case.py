@@ -20,6 +20,8 @@ MODALITIES = ("t1", "t1ce", "t2", "flair")
 NAMING = {
     "t1": ("_t1", "-t1n"), "t1ce": ("_t1ce", "-t1c"), "t2": ("_t2", "-t2w"), "flair": ("_flair", "-t2f"),
     "seg": ("_seg", "-seg"), "dsc": ("_dsc", "-dsc"),
+    # a dual-echo DSC series: <id>_dsc holds the long (T2*-weighted) echo, this the short one
+    "dsc_short": ("_dsc-short", "-dsc-short"),
 }
 REFERENCE_ORDER = ("t1ce", "flair", "t2", "t1")  # the first present is the grid the others must share
 VALID_LABELS = {0, 1, 2, 3, 4}
@@ -118,7 +120,7 @@ def read_case(folder: str | Path, modalities: tuple[str, ...] = MODALITIES, labe
     if labels and "seg" in files:
         case.labels = read_label_map(files["seg"], reference)
     if dsc and "dsc" in files:
-        case.dsc = read_dsc_series(files["dsc"])
+        case.dsc = read_dsc_series(files["dsc"], short_echo=files.get("dsc_short"))
     return case
 
 

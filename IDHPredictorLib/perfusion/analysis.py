@@ -18,7 +18,7 @@ from ..preprocessing.brain import InputKind, detect_brain
 from ..quality import QualityReport
 from .aif import ArterialInput, automatic_aif, manual_aif
 from .dsc_quality import dsc_curve_quality, leakage_fit_r2
-from .kinetics import blood_volume, bolus_arrival, check_bolus_position, delta_r2, leakage_correction
+from .kinetics import blood_volume, bolus_arrival, check_bolus_position, delta_r2, dual_echo_delta_r2, leakage_correction
 from .regions import DscRegions, contralateral_white_matter, subregion_masks, to_dsc_space
 
 TUMOUR_STATISTICS_REGION = ("nonenhancing", "enhancing")  # solid tumour: the rCBV hot spot lives there
@@ -109,7 +109,11 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
     check_bolus_position(brain_curve, dsc.source)
     arrival = bolus_arrival(brain_curve, dsc.source)
     dr2 = np.zeros(signal.shape, np.float32)
-    dr2[:, brain_dsc] = delta_r2(signal[:, brain_dsc].T, arrival, dsc.echo_time_s).T
+    if dsc.dual_echo:  # T1-free: T1 shortening by leaked tracer scales both echoes alike
+        dr2[:, brain_dsc] = dual_echo_delta_r2(dsc.short_frames[:, brain_dsc].T, signal[:, brain_dsc].T,
+                                               dsc.short_echo_time_s, dsc.echo_time_s, arrival).T
+    else:
+        dr2[:, brain_dsc] = delta_r2(signal[:, brain_dsc].T, arrival, dsc.echo_time_s).T
     normal = brain_dsc & ~subregions["whole"]
     dt = float(np.mean(np.diff(times)))
     corrected, _, k2 = leakage_correction(dr2[:, brain_dsc].T, dr2[:, normal].mean(axis=1), dt, arrival)
@@ -133,7 +137,7 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
     regions = DscRegions(brain_dsc, subregions, reference)
     analysis = PerfusionAnalysis(signal, times, arrival, regions, aif, rcbv, leakage, geometry, {})
     analysis.statistics = tumour_statistics(analysis)
-    analysis.quality = series_quality(analysis, dr2[:, normal].mean(axis=1), dsc.echo_time_s)
+    analysis.quality = series_quality(analysis, dr2, dr2[:, normal].mean(axis=1), dsc.dual_echo)
     return analysis
 
 
@@ -143,15 +147,16 @@ def statistics_region(analysis: PerfusionAnalysis) -> np.ndarray:
     return solid if solid.sum() >= 3 else analysis.regions.subregions["whole"]
 
 
-def series_quality(analysis: PerfusionAnalysis, leakage_reference: np.ndarray, echo_time_s: float) -> QualityReport:
-    """``dsc_curve_quality`` on the analysis' mean curves: solid tumour, white-matter reference, AIF."""
-    tumour_signal = analysis.signal[:, statistics_region(analysis)].mean(axis=1).astype(np.float64)
-    reference_signal = analysis.signal[:, analysis.regions.reference & analysis.regions.brain].mean(axis=1).astype(np.float64)
+def series_quality(analysis: PerfusionAnalysis, dr2: np.ndarray, leakage_reference: np.ndarray,
+                   dual_echo: bool) -> QualityReport:
+    """``dsc_curve_quality`` on the analysis' mean curves (solid tumour, white-matter reference, AIF)
+    of signal and of ``dr2`` (t, z, y, x), the delta-R2* the rCBV came from."""
+    region, reference = statistics_region(analysis), analysis.regions.reference & analysis.regions.brain
     dt = float(np.mean(np.diff(analysis.times_s)))
-    fit = leakage_fit_r2(delta_r2(tumour_signal, analysis.arrival, echo_time_s), leakage_reference, dt, analysis.arrival)
-    return dsc_curve_quality(tumour_signal, reference_signal, analysis.aif.curve,
-                             delta_r2(reference_signal, analysis.arrival, echo_time_s), analysis.arrival,
-                             float(analysis.statistics["rcbv_mean"]), fit)
+    fit = leakage_fit_r2(dr2[:, region].mean(axis=1).astype(np.float64), leakage_reference, dt, analysis.arrival)
+    return dsc_curve_quality(analysis.signal[:, region].mean(axis=1), analysis.signal[:, reference].mean(axis=1),
+                             analysis.aif.curve, dr2[:, reference].mean(axis=1), analysis.arrival,
+                             float(analysis.statistics["rcbv_mean"]), fit, dual_echo)
 
 
 def tumour_statistics(analysis: PerfusionAnalysis) -> dict[str, float | None]:

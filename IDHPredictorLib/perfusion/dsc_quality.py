@@ -5,7 +5,7 @@ verdict that travels with the rCBV and the LSTM prediction made from the same se
 
 The same functions run on region-of-interest curves (``roi_rcbv``), which is how the real dual-echo
 curves in ../shared/realdata/dsc-roi-curves are checked against their T1-free reference
-(``dual_echo_delta_r2``).
+(``kinetics.dual_echo_delta_r2``).
 """
 
 from __future__ import annotations
@@ -29,15 +29,6 @@ PLAUSIBLE_RCBV = (0.3, 20.0)
 MIN_RECOVERY = 0.5
 # An artery's first-pass delta-R2* peak is several times white matter's (partial volume included).
 MIN_ARTERY_TO_WHITE_MATTER_PEAK = 3.0
-
-
-def dual_echo_delta_r2(short_echo: np.ndarray, long_echo: np.ndarray, short_te_s: float, long_te_s: float,
-                       arrival: int) -> np.ndarray:
-    """T1-free delta-R2* (1/s) from two echoes: ln(S_short / S_long) / (TE_long - TE_short), minus
-    its mean over frames 1..arrival-1. T1 effects scale both echoes alike and cancel in the ratio."""
-    short_echo, long_echo = (np.clip(np.asarray(s, dtype=np.float64), 1e-3, None) for s in (short_echo, long_echo))
-    r2 = np.log(short_echo / long_echo) / (long_te_s - short_te_s)
-    return r2 - r2[..., 1:arrival].mean(axis=-1, keepdims=True)
 
 
 def leakage_fit_r2(tumour_dr2: np.ndarray, reference_dr2: np.ndarray, dt: float, arrival: int) -> float:
@@ -68,9 +59,11 @@ def single_echo_roi_rcbv(tumour_signal: np.ndarray, reference_signal: np.ndarray
 
 
 def dsc_curve_quality(tumour_signal: np.ndarray, reference_signal: np.ndarray, arterial_dr2: np.ndarray | None,
-                      reference_dr2: np.ndarray, arrival: int, rcbv: float, fit_r2: float) -> QualityReport:
-    """Verdicts on one DSC analysis from its mean curves: tumour and white-matter signal, the AIF's
-    and white matter's delta-R2*, the bolus arrival frame, the tumour's rCBV and its leakage-fit R^2."""
+                      reference_dr2: np.ndarray, arrival: int, rcbv: float, fit_r2: float,
+                      dual_echo: bool = False) -> QualityReport:
+    """Verdicts on one DSC analysis from its mean curves: tumour and white-matter signal (the long
+    echo's), the AIF's and white matter's delta-R2*, the bolus arrival frame, the tumour's rCBV and
+    its leakage-fit R^2. With ``dual_echo`` the delta-R2* is T1-free, so T1 leakage cannot bias it."""
     quality = QualityReport()
     tumour_signal, reference_signal = np.asarray(tumour_signal, float), np.asarray(reference_signal, float)
     baseline_frames = arrival - 1
@@ -92,11 +85,12 @@ def dsc_curve_quality(tumour_signal: np.ndarray, reference_signal: np.ndarray, a
     tumour_baseline = tumour_signal[1:arrival].mean()
     after = tumour_signal[int(np.argmin(tumour_signal)):]
     overshoot = float(after.max() / tumour_baseline - 1.0) if tumour_baseline > 0 else 0.0
-    t1_dominant = overshoot > T1_OVERSHOOT
+    t1_dominant = overshoot > T1_OVERSHOOT and not dual_echo
     quality.add("dsc_t1_leakage", "warn" if t1_dominant else "pass",
                 f"the tumour signal rises {overshoot:.0%} above its baseline after the bolus"
                 + (": T1-dominant contrast leakage; a single-echo rCBV is unreliable even after correction "
-                   "(a dual-echo series or a preload dose avoids it)" if t1_dominant else ""), round(overshoot, 4))
+                   "(a dual-echo series or a preload dose avoids it)" if t1_dominant else "")
+                + ("; dual-echo delta-R2*: T1 effects cancel" if dual_echo else ""), round(overshoot, 4))
 
     quality.add("dsc_leakage_fit", "warn" if fit_r2 < MIN_LEAKAGE_FIT_R2 else "pass",
                 f"the leakage model explains {fit_r2:.0%} of the tumour's delta-R2* (R^2)"

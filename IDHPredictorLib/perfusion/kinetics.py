@@ -57,6 +57,15 @@ def delta_r2(signal: np.ndarray, arrival: int, echo_time_s: float) -> np.ndarray
     return -np.log(ratio) / echo_time_s
 
 
+def dual_echo_delta_r2(short_echo: np.ndarray, long_echo: np.ndarray, short_te_s: float, long_te_s: float,
+                       arrival: int) -> np.ndarray:
+    """T1-free delta-R2* (1/s) from two echoes: ln(S_short / S_long) / (TE_long - TE_short), minus
+    its mean over frames 1..arrival-1. T1 effects scale both echoes alike and cancel in the ratio."""
+    short_echo, long_echo = (np.clip(np.asarray(s, dtype=np.float64), 1e-3, None) for s in (short_echo, long_echo))
+    r2 = np.log(short_echo / long_echo) / (long_te_s - short_te_s)
+    return r2 - r2[..., 1:arrival].mean(axis=-1, keepdims=True)
+
+
 def leakage_correction(curves: np.ndarray, reference: np.ndarray, dt: float,
                        arrival: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """BSW correction of delta-R2* curves (n, t) with the reference curve (t,).

@@ -35,6 +35,7 @@ class PhantomOptions:
     mix: str = "choi"           # grade/genotype mix: "choi" (grades II-IV) or "li" (grade II only)
     permute_labels: bool = False
     mutant_fraction: float | None = None  # None: the mix's own prevalence; 0.5: a balanced case-control sample
+    dual_echo: bool = False     # also write a short-echo DSC series (<id>_dsc-short), T1-free together
 
     def validate(self) -> None:
         """Reject impossible options with a message that says what is allowed."""
@@ -106,7 +107,7 @@ def simulate_patient(options: PhantomOptions, index: int, traits: PatientTraits)
         values = post_contrast if modality == "t1ce" else relaxation
         images[modality] = grid.image(synthesise_modality(rng, modality, fractions, values, tumour, traits.heterogeneity))
     images["seg"] = grid.image(tumour.labels)
-    dsc = simulate_dsc(rng, grid, fractions, traits, tumour.centre_index)
+    dsc = simulate_dsc(rng, grid, fractions, traits, tumour.centre_index, options.dual_echo)
     return images, dsc
 
 
@@ -132,6 +133,10 @@ def _write_case(folder: Path, cid: str, images: dict[str, sitk.Image], dsc: Simu
         "Note": "Simulated by IDHPredictor's digital phantom; AifVoxels are x, y, z indices of the true AIF.",
     }
     (folder / f"{cid}_dsc.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    if dsc.short_echo is not None:
+        sitk.WriteImage(dsc.image(dsc.short_echo), str(folder / f"{cid}_dsc-short.nii.gz"), useCompression=True)
+        short = {"RepetitionTime": dsc.repetition_time_s, "EchoTime": dsc.short_echo_time_s, "Note": sidecar["Note"]}
+        (folder / f"{cid}_dsc-short.json").write_text(json.dumps(short, indent=2) + "\n", encoding="utf-8")
 
 
 def _simulate_and_write(options: PhantomOptions, index: int, traits: PatientTraits, folder: Path) -> None:

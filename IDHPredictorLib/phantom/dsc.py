@@ -10,6 +10,12 @@
 * Leakage (Boxerman, Schmainda & Weisskoff, AJNR 2006): delta-R2*_tumour(t) gains
   -K2 * integral_0^t delta-R2*_ref, K2 > 0 for the T1-dominant leakage of enhancing tumour.
 * S(t) = sum over classes of fraction * S0 * exp(-TE * delta-R2*), Rician noise.
+* Dual echo (optional): the leakage term above is read as T1 shortening, a gain
+  E1(t) = exp(TE * K2 * integral ref) on the signal that is the same at every echo time, so the
+  long echo is the single-echo series unchanged and a short echo (TE 2-3 ms, baseline
+  SHORT_ECHO_GAIN x higher: less T2* decay) is S0' * E1(t) * exp(-TE_short * delta-R2*_vessels).
+  ln(S_short / S_long) / (TE_long - TE_short) is then T1-free: the truth a dual-echo analysis
+  must recover.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .traits import PatientTraits
 R2_ARTERY = 5.0    # 1/s per mmol/L, large vessels
 R2_TISSUE = 44.0   # 1/s per mmol/L of blood-pool concentration, microvasculature (effective)
 CBV_WM = 0.02
+SHORT_ECHO_GAIN = 1.8  # baseline signal at TE ~2 ms over that at TE 30 ms (tissue T2* ~50 ms)
 # class -> (CBV, MTT s, baseline T2*-weighted signal at TE 30 ms relative to white matter)
 NORMAL_KINETICS = {"wm": (CBV_WM, 4.0, 1.0), "gm": (0.045, 3.5, 1.12), "csf": (0.0, 4.0, 1.6)}
 
@@ -39,11 +46,13 @@ class SimulatedDsc:
     echo_time_s: float
     bolus_arrival_s: float
     aif_voxels: list[tuple[int, int, int]]  # ITK index order (x, y, z)
+    short_echo: np.ndarray | None = None     # (t, z, y, x) int16 of a dual-echo series' short echo
+    short_echo_time_s: float | None = None
 
-    def image(self) -> sitk.Image:
-        """4-D SimpleITK image, time last, 4th spacing = TR."""
-        image = sitk.JoinSeries([self.grid.image(frame) for frame in self.signal], 0.0, self.repetition_time_s)
-        return image
+    def image(self, signal: np.ndarray | None = None) -> sitk.Image:
+        """4-D SimpleITK image (of ``signal``, default the long echo), time last, 4th spacing = TR."""
+        frames = self.signal if signal is None else signal
+        return sitk.JoinSeries([self.grid.image(frame) for frame in frames], 0.0, self.repetition_time_s)
 
 
 def dsc_grid(structural: Grid, rng: np.random.Generator) -> Grid:
@@ -94,8 +103,9 @@ def tissue_delta_r2(c_a: np.ndarray, dt: float, cbv: float, mtt: float) -> np.nd
 
 
 def simulate_dsc(rng: np.random.Generator, structural: Grid, fractions: dict[str, np.ndarray],
-                 traits: PatientTraits, tumour_centre_index: tuple[int, int, int]) -> SimulatedDsc:
-    """Simulate one patient's DSC series from structural-space tissue fractions."""
+                 traits: PatientTraits, tumour_centre_index: tuple[int, int, int], dual_echo: bool = False) -> SimulatedDsc:
+    """Simulate one patient's DSC series from structural-space tissue fractions (with a short echo
+    when ``dual_echo``; the long echo and every other draw are the same either way)."""
     grid = dsc_grid(structural, rng)
     frames = int(rng.integers(55, 66))
     tr = float(np.round(rng.uniform(1.4, 1.6), 3))
@@ -112,23 +122,38 @@ def simulate_dsc(rng: np.random.Generator, structural: Grid, fractions: dict[str
     leakage = {"enhancing": traits.leakage, "nonenhancing": 0.3 * traits.leakage}
     reference = tissue_delta_r2(tissue_arrival, tr, 0.03, 4.0)
     reference_integral = np.cumsum(reference) * tr
-    class_signals = []
     names = list(kinetics)
-    for name in names:
-        cbv, mtt, s0 = kinetics[name]
-        delta_r2 = tissue_delta_r2(tissue_arrival, tr, cbv, mtt) - leakage.get(name, 0.0) * reference_integral
-        class_signals.append(s0 * np.exp(-te * delta_r2))
-    basis = np.stack(class_signals)  # (classes, t)
+    vessels = {name: tissue_delta_r2(tissue_arrival, tr, kinetics[name][0], kinetics[name][1]) for name in names}
+    basis = np.stack([kinetics[name][2] * np.exp(-te * (vessels[name] - leakage.get(name, 0.0) * reference_integral))
+                      for name in names])  # (classes, t)
     dsc_fractions = np.stack([to_dsc_space(fractions[name], structural, grid) for name in names], axis=-1)
-    signal = dsc_fractions.reshape(-1, len(names)) @ basis  # (voxels, t)
-
     aif_voxels = _aif_voxels(grid, dsc_fractions, tumour_centre_index, structural)
-    artery = 0.7 * 1.1 * np.exp(-te * R2_ARTERY * c_a)
+    signal = _with_artery(dsc_fractions.reshape(-1, len(names)) @ basis, aif_voxels, grid, 0.7 * 1.1 * np.exp(-te * R2_ARTERY * c_a))
+
+    scale = rng.uniform(800.0, 1500.0)
+    series = _rician_series(rng, signal, scale, frames, grid)
+    simulated = SimulatedDsc(series, grid, tr, te, arrival, aif_voxels)
+    if dual_echo:  # drawn last, so that the rest of the patient is the same with or without it
+        short_te = float(np.round(rng.uniform(0.002, 0.003), 4))
+        t1_gain = {name: np.exp(te * leakage.get(name, 0.0) * reference_integral) for name in names}
+        short_basis = np.stack([SHORT_ECHO_GAIN * kinetics[name][2] * t1_gain[name] * np.exp(-short_te * vessels[name])
+                                for name in names])
+        artery = SHORT_ECHO_GAIN * 0.7 * 1.1 * np.exp(-short_te * R2_ARTERY * c_a)
+        short = _with_artery(dsc_fractions.reshape(-1, len(names)) @ short_basis, aif_voxels, grid, artery)
+        simulated.short_echo, simulated.short_echo_time_s = _rician_series(rng, short, scale, frames, grid), short_te
+    return simulated
+
+
+def _with_artery(signal: np.ndarray, aif_voxels: list[tuple[int, int, int]], grid: Grid, artery: np.ndarray) -> np.ndarray:
+    """(voxels, t) signal with the artery's curve mixed (70 %) into the AIF voxels."""
     for x, y, z in aif_voxels:
         flat = np.ravel_multi_index((z, y, x), grid.shape)
         signal[flat] = 0.3 * signal[flat] + artery
+    return signal
 
-    scale = rng.uniform(800.0, 1500.0)
+
+def _rician_series(rng: np.random.Generator, signal: np.ndarray, scale: float, frames: int, grid: Grid) -> np.ndarray:
+    """(voxels, t) noiseless signal -> (t, z, y, x) int16 magnitude with Rician noise."""
     sigma = np.float32(0.012)  # relative to white matter's baseline signal
     # in place: the series is ~25 M samples, and the temporaries of the plain expressions took
     # a third of a patient's simulation time (the values are the same to the last bit)
@@ -140,8 +165,7 @@ def simulate_dsc(rng: np.random.Generator, structural: Grid, fractions: dict[str
     magnitude = np.hypot(signal, noise, out=signal)
     magnitude *= scale
     np.clip(np.rint(magnitude, out=magnitude), 0, 32767, out=magnitude)
-    series = magnitude.astype(np.int16).T.reshape((frames, *grid.shape))
-    return SimulatedDsc(series, grid, tr, te, arrival, aif_voxels)
+    return magnitude.astype(np.int16).T.reshape((frames, *grid.shape))
 
 
 def _aif_voxels(grid: Grid, dsc_fractions: np.ndarray, tumour_centre_index: tuple[int, int, int],

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from IDHPredictorLib.perfusion.dsc_quality import dual_echo_delta_r2, leakage_fit_r2, roi_rcbv
-from IDHPredictorLib.perfusion.kinetics import blood_volume, bolus_arrival, delta_r2, leakage_correction
+from IDHPredictorLib.perfusion.dsc_quality import leakage_fit_r2, roi_rcbv
+from IDHPredictorLib.perfusion.kinetics import blood_volume, bolus_arrival, delta_r2, dual_echo_delta_r2, leakage_correction
 from IDHPredictorLib.phantom.dsc import arterial_concentration, tissue_delta_r2
 from IDHPredictorLib.phantom.realism import real_cases_dir
 

@@ -33,6 +33,13 @@ def realdata() -> Path:
 
 
 @pytest.fixture(scope="session")
+def dual_echo_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small phantom patients with dual-echo DSC (<id>_dsc-short beside <id>_dsc), seed 41."""
+    return generate_cohort(tmp_path_factory.mktemp("cohort") / "dual-echo",
+                           PhantomOptions(cases=2, seed=41, size="small", dual_echo=True))
+
+
+@pytest.fixture(scope="session")
 def perfusion_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Sixteen small phantom patients (4 IDH-mutant), seed 31: enough for patient-level folds."""
     return generate_cohort(tmp_path_factory.mktemp("cohort") / "perfusion", PhantomOptions(cases=16, seed=31, size="small"))

@@ -10,7 +10,8 @@ import SimpleITK as sitk
 
 
 def write_dicom_series(volume: sitk.Image, folder: Path, temporal_position: int | None = None,
-                       series_uid: str = "1.2.826.0.1.3680043.2.1125.1", tags: dict[str, str] | None = None) -> None:
+                       series_uid: str = "1.2.826.0.1.3680043.2.1125.1", tags: dict[str, str] | None = None,
+                       file_offset: int = 0) -> None:
     """One file per axial slice with geometry tags, so GDCM can rebuild the volume."""
     folder.mkdir(parents=True, exist_ok=True)
     volume = sitk.Cast(volume, sitk.sitkInt16)
@@ -24,7 +25,7 @@ def write_dicom_series(volume: sitk.Image, folder: Path, temporal_position: int 
                                                      direction[1], direction[4], direction[7])),
         **(tags or {}),
     }
-    offset = 0 if temporal_position is None else temporal_position * 1000
+    offset = file_offset + (0 if temporal_position is None else temporal_position * 1000)
     for k in range(volume.GetDepth()):
         slice_image = volume[:, :, k]
         for key, value in common.items():
@@ -40,13 +41,14 @@ def write_dicom_series(volume: sitk.Image, folder: Path, temporal_position: int 
         writer.Execute(slice_image)
 
 
-def write_dicom_4d(series: sitk.Image, folder: Path, tr_ms: float, te_ms: float) -> None:
-    """A 4-D (x, y, z, t) image as one DICOM series with TemporalPositionIdentifier per frame."""
+def write_dicom_4d(series: sitk.Image, folder: Path, tr_ms: float, te_ms: float, echo: int = 0) -> None:
+    """A 4-D (x, y, z, t) image as one DICOM series with TemporalPositionIdentifier per frame;
+    ``echo`` > 0 adds a further echo of the same series to ``folder``."""
     size = list(series.GetSize())
     for t in range(size[3]):
         frame = sitk.Extract(series, [*size[:3], 0], [0, 0, 0, t])
-        write_dicom_series(frame, folder, temporal_position=t,
-                           tags={"0018|0080": f"{tr_ms:.1f}", "0018|0081": f"{te_ms:.1f}"})
+        write_dicom_series(frame, folder, temporal_position=t, file_offset=echo * 1_000_000,
+                           tags={"0018|0080": f"{tr_ms:.1f}", "0018|0081": f"{te_ms:.1f}", "0018|0086": str(echo + 1)})
 
 
 def arrays_equal(a: sitk.Image, b: sitk.Image) -> bool:

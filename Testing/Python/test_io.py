@@ -117,6 +117,33 @@ def test_dsc_round_trip_from_dicom_temporal_positions(small_cohort: Path, tmp_pa
     assert dsc.repetition_time_s == pytest.approx(1.5) and dsc.echo_time_s == pytest.approx(0.03)
 
 
+def test_dual_echo_dsc_from_two_files_and_from_one_dicom_folder(dual_echo_cohort: Path, tmp_path: Path) -> None:
+    folder = case_folders(dual_echo_cohort)[0]
+    case = read_case(folder, ("t1ce",), labels=False, dsc=True)
+    assert case.dsc.dual_echo and case.dsc.short_echo_time_s < 0.005 < case.dsc.echo_time_s
+    assert case.dsc.short_echo.GetSize() == case.dsc.image.GetSize()
+    # one DICOM folder, two EchoTime values: the same two echoes
+    frames = [sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])[:, :, 8:12] for image in
+              (case.dsc.short_echo, case.dsc.image)]  # a slab of 20 frames keeps the test fast
+    dicom = tmp_path / "P_dsc"
+    for echo, (image, te) in enumerate(((case.dsc.short_echo, case.dsc.short_echo_time_s), (case.dsc.image, case.dsc.echo_time_s))):
+        slab = sitk.JoinSeries([sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, t])[:, :, 8:12] for t in range(20)],
+                               0.0, case.dsc.repetition_time_s)
+        write_dicom_4d(slab, dicom, tr_ms=1000 * case.dsc.repetition_time_s, te_ms=1000 * te, echo=echo)
+    dsc = read_dsc_series(dicom)
+    assert dsc.dual_echo and dsc.echo_time_s == pytest.approx(case.dsc.echo_time_s, abs=1e-4)
+    assert dsc.short_echo_time_s == pytest.approx(case.dsc.short_echo_time_s, abs=1e-4)
+    assert arrays_equal(sitk.Extract(dsc.short_echo, [*dsc.short_echo.GetSize()[:3], 0], [0, 0, 0, 0]), frames[0])
+    assert arrays_equal(sitk.Extract(dsc.image, [*dsc.image.GetSize()[:3], 0], [0, 0, 0, 0]), frames[1])
+    # echoes that do not belong together are refused, naming the file
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    (other / f"{folder.name}_dsc-short.json").write_text(json.dumps({"RepetitionTime": case.dsc.repetition_time_s,
+                                                                      "EchoTime": 0.05}))
+    with pytest.raises(InputError, match="short echo"):
+        read_case(other, ("t1ce",), labels=False, dsc=True)
+
+
 def test_cohort_joins_clinical_rows(small_cohort: Path) -> None:
     cases = read_cohort(small_cohort)
     assert [c.case_id for c in cases] == [p.name for p in case_folders(small_cohort)]
