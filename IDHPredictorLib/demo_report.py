@@ -135,6 +135,7 @@ def write_html(folder: Path, record: dict) -> Path:
         ["temporal pattern", new["perfusion"]["temporal_pattern"]],
         *_fusion_rows(new.get("fusion")),
         ["rCBV mean / 95th pct", f"{new['perfusion']['rcbv']['rcbv_mean']:.2f} / {new['perfusion']['rcbv']['rcbv_p95']:.2f}"],
+        *_dsc_quality_rows(new["perfusion"]),
     ], "new-patient"))
     parts.append(_figure(folder, new["heatmap"], "New patient: curves over the attention heat map"))
 
@@ -144,6 +145,16 @@ def write_html(folder: Path, record: dict) -> Path:
     with atomic_path(folder / "report.html") as tmp:
         tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return folder / "report.html"
+
+
+def _dsc_quality_rows(perfusion: dict) -> list[list[str]]:
+    """The DSC series' quality verdict (absent from demo runs before the DSC quality control)."""
+    quality = perfusion.get("dsc_quality")
+    if not quality:
+        return []
+    problems = [c for c in quality["checks"] if c["verdict"] != "pass"]
+    return [["DSC quality (rCBV and LSTM input)", quality["verdict"] + "".join(
+        f"; {c['name'].replace('_', ' ')}: {c['message']}" for c in problems)]]
 
 
 def _fusion_rows(fusion: dict | None) -> list[list[str]]:

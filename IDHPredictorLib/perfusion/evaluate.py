@@ -71,10 +71,19 @@ def analyse_cohort(folders: list[Path], progress: Callable[[int, int], None] | N
         case = read_perfusion_case(folder)
         analysis = analyse_dsc(case.dsc, case.labels, case.reference)
         curves.append(patient_curves(analysis))
-        statistics.append(analysis.statistics)
+        # each series' DSC verdicts stay beside its rCBV (patterns.json) and are counted in the report
+        statistics.append({**analysis.statistics, "dsc_quality": analysis.quality.verdict,
+                           "dsc_flags": [c.name for c in analysis.quality.problems()]})
         if progress:
             progress(done + 1, len(folders))
     return CohortPerfusion(curves, np.stack([sliding_windows(c.curves) for c in curves]), statistics)
+
+
+def dsc_quality_counts(statistics: list[dict]) -> dict[str, object]:
+    """How many series the DSC quality control flagged, and by which check."""
+    flags = [flag for s in statistics for flag in s.get("dsc_flags", [])]
+    return {"series": len(statistics), "flagged": sum(1 for s in statistics if s.get("dsc_flags")),
+            "by_check": {name: flags.count(name) for name in sorted(set(flags))}}
 
 
 def _baseline(features: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -167,6 +176,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
                               f"{cases[example].case_id} ({genotype}): TP{patterns[example]}", cohort.curves[example].present)
     summary = {"delong": comparisons, "patterns": table,
                "patterns_by_summed_attention": pattern_table(summed_patterns, y, settings.seed),
+               "dsc_quality": dsc_quality_counts(cohort.statistics),
                "rcbv": [{"case_id": c.case_id, **s} for c, s in zip(cases, cohort.statistics)],
                "patient_patterns": {c.case_id: p for c, p in zip(cases, patterns)}}
     with atomic_path(out_dir / "patterns.json") as tmp:

@@ -240,6 +240,9 @@ def test_perfusion_and_predict_commands(perfusion_cohort: Path, tmp_path: Path, 
     assert set(report["settings"]["delong"]) == {"age + mean rCBV", "age + enhancement"}
     patterns = json.loads((out / "patterns.json").read_text())
     assert sum(c["mutant"] + c["wildtype"] for c in patterns["patterns"]["counts"].values()) == 16
+    # every series' DSC verdicts beside its rCBV, and counted
+    assert patterns["dsc_quality"]["series"] == 16 and all("dsc_quality" in row for row in patterns["rcbv"])
+    assert patterns["dsc_quality"]["flagged"] == sum(1 for row in patterns["rcbv"] if row["dsc_flags"])
     assert (out / "attention-mutant.png").exists() and (out / "attention-wildtype.png").exists()
     # 3 fold models, the final one, then 3 per shuffle; the final model's patients are the union
     # of the folds' patients, and every shuffle retrains on exactly the folds' patients
