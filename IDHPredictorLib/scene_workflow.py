@@ -19,6 +19,7 @@ from .dlr.predict import predict_dlr_case
 from .errors import InputError
 from .io.atomic import atomic_directory, atomic_path
 from .io.case import MODALITIES, REFERENCE_ORDER, Case, read_case
+from .io.dsc import DscSeries, with_short_echo
 from .io.images import same_grid, write_image
 from .perfusion.curves import CHANNELS
 from .perfusion.model_bundle import DEFAULT_PERFUSION_MODEL, PerfusionPrediction, predict_perfusion_series
@@ -32,12 +33,14 @@ Progress = Callable[[int, int], None]
 @dataclass
 class SceneCase:
     """One patient's nodes: structural volumes by role (t1, t1ce, t2, flair), the tumour
-    segmentation and the DSC series (sequence or multi-volume node)."""
+    segmentation and the DSC series (sequence or multi-volume node; for a dual-echo series,
+    ``dsc`` is the long echo and ``dsc_short`` the short one)."""
 
     case_id: str
     volumes: dict[str, object]
     segmentation: object | None = None
     dsc: object | None = None
+    dsc_short: object | None = None
     results: dict[str, object] = field(default_factory=dict)
     perfusion: PerfusionPrediction | None = None
 
@@ -63,7 +66,19 @@ def load_case(scene: object, case_dir: str | Path) -> SceneCase:
             scene, case.labels, scene_case.reference, f"{case.case_id} tumour")
     if case.dsc is not None:
         scene_case.dsc = bridge.dsc_sequence_node_from_series(scene, case.dsc, f"{case.case_id}_dsc")
+        if case.dsc.dual_echo:
+            short = DscSeries(case.dsc.short_echo, case.dsc.repetition_time_s, case.dsc.short_echo_time_s, case.dsc.source)
+            scene_case.dsc_short = bridge.dsc_sequence_node_from_series(scene, short, f"{case.case_id}_dsc-short")
     return scene_case
+
+
+def dsc_from_nodes(scene_case: SceneCase, repetition_time_s: float | None = None,
+                   echo_time_s: float | None = None) -> DscSeries:
+    """The DSC series of the case's node(s): single echo, or dual echo when a short-echo node is set."""
+    dsc = bridge.dsc_series_from_node(scene_case.dsc, repetition_time_s, echo_time_s)
+    if scene_case.dsc_short is None:
+        return dsc
+    return with_short_echo(dsc, bridge.dsc_series_from_node(scene_case.dsc_short, repetition_time_s, short_echo=True))
 
 
 def case_from_nodes(scene_case: SceneCase, with_labels: bool = True, resample: bool = True) -> Case:
@@ -166,7 +181,7 @@ def compute_fusion(scene: object, scene_case: SceneCase, age: float, bundle: str
     perfusion = None
     if scene_case.dsc is not None:
         labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)
-        perfusion = predict_perfusion_series(bridge.dsc_series_from_node(scene_case.dsc), labels,
+        perfusion = predict_perfusion_series(dsc_from_nodes(scene_case), labels,
                                              prepared.to_native(prepared.case.brain), scene_case.case_id,
                                              bundle / PERFUSION_PART).result
     answer = {**fuse(dlr, perfusion, age, bundle, fusion_cautions(prepared.quality, perfusion)), "mask": mask_source}
@@ -183,7 +198,7 @@ def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path |
     _require_segmentation(scene_case)
     if scene_case.dsc is None:
         raise InputError(None, f"{scene_case.case_id}: no DSC series", "Load the DSC series and select it")
-    dsc = bridge.dsc_series_from_node(scene_case.dsc, repetition_time_s, echo_time_s)
+    dsc = dsc_from_nodes(scene_case, repetition_time_s, echo_time_s)
     aif_voxels = None if aif_markups is None else bridge.aif_voxels_from_markups(aif_markups, dsc)
     prepared = prepare_case(case_from_nodes(scene_case, resample=False), preprocess)
     labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)

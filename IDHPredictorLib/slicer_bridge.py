@@ -120,12 +120,13 @@ def _seconds(value: str | float | None, unit: str | None) -> float | None:
 
 
 def dsc_series_from_node(node: slicer.vtkMRMLNode, repetition_time_s: float | None = None,
-                         echo_time_s: float | None = None) -> DscSeries:
+                         echo_time_s: float | None = None, short_echo: bool = False) -> DscSeries:
     """A DSC series from a sequence node of 3-D volumes or a multi-component (MultiVolume) node.
 
     TR/TE: the arguments, else the node's ``MultiVolume.DICOM.RepetitionTime`` / ``EchoTime``
     attributes (ms, as Slicer's DICOM multi-volume importer writes them), else (TR only) the
-    spacing of the sequence's numeric time index (its unit, s or ms).
+    spacing of the sequence's numeric time index (its unit, s or ms). ``short_echo``: the node is a
+    dual-echo series' short echo (TE down to 1 ms accepted).
     """
     name = node.GetName()
     source = Path(f"<scene node {name}>")
@@ -156,7 +157,7 @@ def dsc_series_from_node(node: slicer.vtkMRMLNode, repetition_time_s: float | No
     if tr is None:
         raise InputError(source, "TR unknown", "Give the repetition time (s) in the Perfusion panel")
     te = echo_time_s or attribute_te
-    check_timing(source, float(tr), te, series.GetSize()[3])
+    check_timing(source, float(tr), te, series.GetSize()[3], dual_echo=short_echo)
     return DscSeries(series, float(tr), te, source)
 
 

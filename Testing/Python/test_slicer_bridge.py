@@ -185,6 +185,18 @@ def test_dsc_from_sequence_and_multivolume_nodes(small_cohort: Path) -> None:
         bridge.dsc_series_from_node(multivolume)
 
 
+def test_a_dual_echo_case_keeps_both_echoes_in_the_scene(dual_echo_cohort: Path) -> None:
+    folder = case_folders(dual_echo_cohort)[0]
+    case = read_case(folder, ("t1ce",), labels=False, dsc=True)
+    scene = slicer.vtkMRMLScene()
+    scene_case = workflow.load_case(scene, folder)
+    assert scene_case.dsc_short is not None and scene_case.dsc_short.GetName().endswith("_dsc-short")
+    dsc = workflow.dsc_from_nodes(scene_case)
+    assert dsc.dual_echo and dsc.short_echo_time_s == pytest.approx(case.dsc.short_echo_time_s)
+    np.testing.assert_array_equal(dsc.short_frames, case.dsc.short_frames)
+    np.testing.assert_array_equal(dsc.frames, case.dsc.frames)
+
+
 def test_aif_points_map_to_dsc_voxels(small_cohort: Path) -> None:
     case = read_case(case_folders(small_cohort)[0])
     geometry = case.dsc.frame_geometry()
@@ -276,6 +288,10 @@ def test_perfusion_panel_line_reads_the_bundles_validation_and_calibration() -> 
     assert f"({validation['patients']} simulated patients, 5-fold CV, reference masks)" in line
     assert f"Brier {validation['brier']:.3f}, ECE {validation['ece']:.3f}" in line
     assert "Model validation" not in describe_perfusion({**result, "calibration": {}})
+    # the series' DSC verdicts show where the rCBV does
+    flagged = {**result, "dsc_quality": {"verdict": "warn", "checks": [
+        {"name": "dsc_t1_leakage", "verdict": "warn", "message": "the tumour signal rises 24% above its baseline", "value": 0.24}]}}
+    assert "[WARN] dsc t1 leakage: the tumour signal rises 24% above its baseline" in describe_perfusion(flagged)
 
 
 def test_raw_volumes_in_the_scene_are_prepared_and_segmented(realdata: Path) -> None:
