@@ -1,9 +1,11 @@
 """Regenerate the README's "Results on the phantom cohort" and "Performance" sections from JSON.
 
     python Testing/Benchmarks/readme_sections.py [--demo DEMO_DIR/demo.json] [--fusion FUSION_DIR/report.json]
+        [--deployment DEPLOYMENT_DIR/report.json]
 
 ``--demo`` first copies that run's demo.json to ``results/demo.json`` (the record the README
-cites), ``--fusion`` an ``idh-predictor fusion`` report to ``results/fusion.json``; the benchmark
+cites), ``--fusion`` an ``idh-predictor fusion`` report to ``results/fusion.json``,
+``--deployment`` an ``idh-predictor validate-deployment`` report to ``results/deployment.json``; the benchmark
 JSON files come from ``run_benchmarks.py``. Segmentation training times are
 read from the shipped bundles' model.json (recorded when they were trained).
 """
@@ -138,6 +140,30 @@ def fusion_section(report: dict) -> str:
     return "\n".join(lines)
 
 
+def deployment_section(report: dict) -> str:
+    """Markdown table of one ``idh-predictor validate-deployment`` report: each model on reference
+    and on CNN masks (AUC, Brier, ECE; the fusions' prediction-set coverage), paired DeLong."""
+    dice = report["cnn_whole_tumour_dice"]
+    lines = [f"{report['patients']} held-out **simulated** patients ({report['mutant']} IDH-mutant), phantom cohort "
+             f"`{Path(report['cohort']).name}`; the shipped bundles applied unchanged. CNN masks by {report['segmentation']} "
+             f"(whole-tumour Dice against the reference: mean {dice['mean']:.3f}, min {dice['min']:.3f})"
+             + (f"; refused by quality control on the CNN path and left out: {', '.join(report['refused_on_cnn_masks'])}"
+                if report["refused_on_cnn_masks"] else "; none refused by quality control")
+             + f". Command: `idh-predictor validate-deployment {Path(report['cohort']).name} --out DIR --record`.", "",
+             "| Model | masks | AUC (95% CI) | Brier | ECE | coverage mutant / wildtype | uncertain | DeLong CNN vs reference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, entry in report["models"].items():
+        test = entry["delong_cnn_vs_reference"]
+        for source in ("reference", "CNN"):
+            figure = entry[source]
+            coverage = figure.get("coverage")
+            cells = (f"{coverage['mutant']:.2f} / {coverage['wildtype']:.2f} | {figure['uncertain_fraction']:.0%}"
+                     if coverage else " | ")
+            versus = f"{test['difference']:+.3f} (p = {test['p_value']:.2g})" if source == "CNN" else ""
+            lines.append(f"| {model} | {source} | {_auc({'metrics': figure})} | {figure['brier']:.3f} | {figure['ece']:.3f} | {cells} | {versus} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -152,6 +178,8 @@ def render_readme(text: str) -> str:
     demo = json.loads((RESULTS / "demo.json").read_text(encoding="utf-8"))
     text = replace_block(text, "demo-results", results_section(demo))
     text = replace_block(text, "fusion-results", fusion_section(json.loads((RESULTS / "fusion.json").read_text(encoding="utf-8"))))
+    text = replace_block(text, "deployment-results",
+                         deployment_section(json.loads((RESULTS / "deployment.json").read_text(encoding="utf-8"))))
     return replace_block(text, "performance", performance_section())
 
 
@@ -159,7 +187,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", help="demo.json of the run to cite (copied into results/)")
     parser.add_argument("--fusion", help="report.json of the fusion run to cite (copied to results/fusion.json)")
+    parser.add_argument("--deployment", help="report.json of the validate-deployment run to cite (copied to "
+                        "results/deployment.json)")
     args = parser.parse_args()
+    if args.deployment:
+        shutil.copyfile(args.deployment, RESULTS / "deployment.json")
     if args.demo:
         shutil.copyfile(args.demo, RESULTS / "demo.json")
     if args.fusion:
