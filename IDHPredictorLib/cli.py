@@ -384,6 +384,8 @@ def _predict(args: argparse.Namespace) -> None:
         raise SystemExit("idh-predictor predict: nothing to do (give --perfusion-model or drop --skip-dlr)")
     if (args.heatmap or args.rcbv_map) and not args.perfusion_model:
         raise SystemExit("idh-predictor predict: --heatmap and --rcbv-map need --perfusion-model BUNDLE")
+    if args.coverage is not None and not args.fusion_model:
+        raise SystemExit("idh-predictor predict: --coverage applies to the fused answer; give --fusion-model BUNDLE")
     if args.fusion_model and (args.age is None or args.skip_dlr or args.dlr_model):
         raise SystemExit("idh-predictor predict: --fusion-model needs --age YEARS and brings its own DLR model "
                          "(drop --dlr-model and --skip-dlr)")
@@ -393,7 +395,8 @@ def _predict(args: argparse.Namespace) -> None:
         from .fusion.bundle import predict_fusion
 
         result = predict_fusion(args.case_dir, args.age, Path(args.fusion_model), args.preprocess,
-                                tqdm_progress("deep descriptors", "scale"), Path(args.labels) if args.labels else None)
+                                tqdm_progress("deep descriptors", "scale"), Path(args.labels) if args.labels else None,
+                                args.coverage)
         print_quality(QualityReport.from_dict(result["dlr"]["quality"]))
     elif not args.skip_dlr:
         from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
@@ -633,6 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--fusion-model", help="fusion bundle: one calibrated answer from DLR, perfusion (when the case "
                          "has _dsc and _seg) and age, with its prediction set")
     predict.add_argument("--age", type=float, help="the patient's age in years (needed by --fusion-model)")
+    predict.add_argument("--coverage", type=float, help="with --fusion-model: prediction set at this coverage per class "
+                         "(default: the bundle's, 0.9 for the shipped one)")
     predict.add_argument("--skip-dlr", action="store_true", help="perfusion only")
     predict.add_argument("--perfusion-model", help="perfusion bundle: adds probability, temporal pattern and rCBV")
     predict.add_argument("--heatmap", help="with --perfusion-model: write the attention heat map PNG here")

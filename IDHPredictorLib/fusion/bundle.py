@@ -96,9 +96,10 @@ def load_fusion_model(folder: str | Path) -> tuple[dict[str, Stacker], dict]:
 
 
 def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, float],
-                 quality_warnings: list[str]) -> dict[str, object]:
+                 quality_warnings: list[str], coverage: float | None = None) -> dict[str, object]:
     """The fused answer for the components' ``scores``: the stacker of the richest input set the
-    patient has, its calibrated probability, prediction set, and why the guarantee may not hold."""
+    patient has, its calibrated probability, prediction set (at the bundle's coverage, or at
+    ``coverage`` from the stored calibration scores), and why the guarantee may not hold."""
     usable = [name for name, s in stackers.items() if all(i in scores for i in s.inputs)]
     if not usable:
         raise InputError(None, f"no stacker of the fusion bundle can use the inputs {', '.join(scores)}",
@@ -106,7 +107,8 @@ def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, f
     name = max(usable, key=lambda n: len(stackers[n].inputs))
     stacker = stackers[name]
     probability = stacker.probability(scores)
-    members = stacker.conformal.predict_sets(np.array([probability]))[0]
+    conformal = conformal_at(stacker, coverage)
+    members = conformal.predict_sets(np.array([probability]))[0]
     cautions = list(quality_warnings)
     outside = stacker.outside_training_range(scores)
     if outside:
@@ -116,7 +118,7 @@ def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, f
     simulated = (" (its training patients were simulated: on a real scan the coverage is unverified)"
                  if "simulated" in str(validation.get("labels", "")) else "")
     return {"idh_mutant_probability": probability, "predicted_class": "mutant" if probability >= 0.5 else "wildtype",
-            "prediction_set": set_label(members), "coverage": stacker.conformal.coverage, "stacker": name,
+            "prediction_set": set_label(members), "coverage": conformal.coverage, "stacker": name,
             "inputs_used": list(stacker.inputs), "component_scores": {k: scores[k] for k in stacker.inputs},
             "validation": validation,
             "deployment_validation": dict(record.get("deployment_validation", {}).get(name, {})),
@@ -125,12 +127,24 @@ def fused_answer(stackers: dict[str, Stacker], record: dict, scores: dict[str, f
             "note": record.get("note", "")}
 
 
+def conformal_at(stacker: Stacker, coverage: float | None) -> ClassConditionalConformal:
+    """The stacker's prediction sets at ``coverage`` (None: the bundle's own)."""
+    if coverage is None or coverage == stacker.conformal.coverage:
+        return stacker.conformal
+    try:
+        return stacker.conformal.at_coverage(coverage)
+    except ValueError as error:
+        raise InputError(None, f"coverage {coverage}: {error}",
+                         "Give a coverage strictly between 0 and 1 (e.g. 0.8), or re-create the bundle with "
+                         "idh-predictor fusion --save-model, which stores the calibration scores") from error
+
+
 def fuse(dlr_result: dict, perfusion_result: dict | None, age: float, bundle: str | Path = DEFAULT_FUSION_MODEL,
-         cautions: list[str] | None = None) -> dict[str, object]:
+         cautions: list[str] | None = None, coverage: float | None = None) -> dict[str, object]:
     """The fused answer from the results of the bundle's own DLR (and perfusion) components and
     the age; ``cautions`` (e.g. quality warnings) say why the guarantee may not hold."""
     stackers, record = load_fusion_model(bundle)
-    return fused_answer(stackers, record, component_scores(dlr_result, perfusion_result, age), list(cautions or []))
+    return fused_answer(stackers, record, component_scores(dlr_result, perfusion_result, age), list(cautions or []), coverage)
 
 
 def quality_cautions(quality: QualityReport) -> list[str]:
@@ -179,18 +193,21 @@ def component_scores(dlr_result: dict, perfusion_result: dict | None, age: float
 
 def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAULT_FUSION_MODEL,
                    preprocess: str = "auto", progress: Callable[[int, int], None] | None = None,
-                   labels_out: Path | None = None) -> dict[str, object]:
+                   labels_out: Path | None = None, coverage: float | None = None) -> dict[str, object]:
     """One case's fused answer with the bundle's own components: DLR always; perfusion when the
     case has a DSC series; age (years) always, as every stacker uses it. Both components work
     inside the case's ``_seg`` when it has one, else inside the CNN's mask, as the deployment-mode
-    validation did. Returns the fused answer and both component results."""
+    validation did. ``coverage``: prediction sets at another coverage than the bundle's. Returns the
+    fused answer and both component results."""
     import tempfile
 
     from ..dlr.predict import predict_dlr
     from ..io.case import find_case_files, read_label_map
     from ..perfusion.model_bundle import predict_perfusion
 
-    stackers, record = load_fusion_model(bundle)  # a bad bundle is refused before any work
+    stackers, record = load_fusion_model(bundle)  # a bad bundle, or a coverage it cannot give, is refused before any work
+    for stacker in stackers.values():
+        conformal_at(stacker, coverage)
     if not 0 < age < 120:
         raise InputError(None, f"age {age} is not a plausible age in years", "Give the patient's age in years, e.g. --age 54")
     _, files = find_case_files(case_dir)
@@ -203,6 +220,6 @@ def predict_fusion(case_dir: str | Path, age: float, bundle: str | Path = DEFAUL
             mask = read_label_map(Path(cnn_labels)) if "seg" not in files else None
             perfusion = predict_perfusion(case_dir, Path(bundle) / PERFUSION_PART, labels=mask)
     answer = fused_answer(stackers, record, component_scores(dlr, perfusion, age),
-                          fusion_cautions(QualityReport.from_dict(dlr["quality"]), perfusion))
+                          fusion_cautions(QualityReport.from_dict(dlr["quality"]), perfusion), coverage)
     answer["mask"] = dlr["mask"]
     return {"fusion": answer, "dlr": dlr, "perfusion": perfusion}

@@ -32,14 +32,23 @@ class ClassConditionalConformal(BaseEstimator):
         if not 0.0 < self.coverage < 1.0:
             raise ValueError(f"coverage {self.coverage} must lie strictly between 0 and 1")
         probabilities, y = np.asarray(probabilities, dtype=float), np.asarray(y, dtype=int)
-        self.thresholds_ = []
-        for label in (0, 1):
-            scores = np.sort(1.0 - _class_probability(probabilities[y == label], label))
-            rank = math.ceil((len(scores) + 1) * self.coverage)
-            # too few patients of the class for this coverage: the class is never ruled out
-            self.thresholds_.append(float(scores[rank - 1]) if rank <= len(scores) else math.inf)
+        # kept, so that the sets can be re-derived at another coverage (``at_coverage``)
+        self.calibration_scores_ = [np.sort(1.0 - _class_probability(probabilities[y == label], label)) for label in (0, 1)]
+        self.thresholds_ = [_conformal_threshold(scores, self.coverage) for scores in self.calibration_scores_]
         self.calibration_counts_ = [int(np.sum(y == 0)), int(np.sum(y == 1))]
         return self
+
+    def at_coverage(self, coverage: float) -> ClassConditionalConformal:
+        """The same calibration at another coverage (needs the calibration scores: a record
+        written before they were stored cannot)."""
+        if not 0.0 < coverage < 1.0:
+            raise ValueError(f"coverage {coverage} must lie strictly between 0 and 1")
+        if getattr(self, "calibration_scores_", None) is None:
+            raise ValueError(f"these prediction sets store only their {self.coverage:.0%} thresholds, not the calibration scores")
+        other = ClassConditionalConformal(coverage)
+        other.calibration_scores_, other.calibration_counts_ = self.calibration_scores_, self.calibration_counts_
+        other.thresholds_ = [_conformal_threshold(scores, coverage) for scores in self.calibration_scores_]
+        return other
 
     def predict_sets(self, probabilities: np.ndarray) -> np.ndarray:
         """(patients, 2) booleans: column c is True when class c (0 wildtype, 1 mutant) is in the set."""
@@ -49,14 +58,24 @@ class ClassConditionalConformal(BaseEstimator):
 
     def as_dict(self) -> dict[str, object]:
         return {"coverage": self.coverage, "thresholds": {CLASS_NAMES[c]: _finite(t) for c, t in enumerate(self.thresholds_)},
-                "calibration_patients": dict(zip(CLASS_NAMES, self.calibration_counts_))}
+                "calibration_patients": dict(zip(CLASS_NAMES, self.calibration_counts_)),
+                "calibration_scores": {CLASS_NAMES[c]: scores.tolist() for c, scores in enumerate(self.calibration_scores_)}}
 
     @classmethod
     def from_dict(cls, record: dict) -> ClassConditionalConformal:
         conformal = cls(float(record["coverage"]))
         conformal.thresholds_ = [math.inf if record["thresholds"][n] is None else float(record["thresholds"][n]) for n in CLASS_NAMES]
         conformal.calibration_counts_ = [int(record["calibration_patients"][n]) for n in CLASS_NAMES]
+        scores = record.get("calibration_scores")
+        conformal.calibration_scores_ = None if scores is None else [np.asarray(scores[n], dtype=float) for n in CLASS_NAMES]
         return conformal
+
+
+def _conformal_threshold(scores: np.ndarray, coverage: float) -> float:
+    """The ceil((n + 1) * coverage)-th smallest of a class's sorted scores; infinite (the class is
+    never ruled out) when the class has too few calibration patients for this coverage."""
+    rank = math.ceil((len(scores) + 1) * coverage)
+    return float(scores[rank - 1]) if rank <= len(scores) else math.inf
 
 
 def _class_probability(probabilities: np.ndarray, label: int) -> np.ndarray:

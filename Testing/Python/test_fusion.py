@@ -141,6 +141,22 @@ def test_conformal_with_too_few_patients_of_a_class_never_rules_that_class_out()
         ClassConditionalConformal(1.5).fit(np.array([0.1, 0.9]), np.array([0, 1]))
 
 
+def test_conformal_sets_at_another_coverage_come_from_the_stored_calibration_scores() -> None:
+    X, y = _traits(600, seed=5)
+    probabilities = _out_of_fold_probabilities(X, y)
+    stored = ClassConditionalConformal.from_dict(json.loads(json.dumps(ClassConditionalConformal(0.9).fit(probabilities, y).as_dict())))
+    for coverage in (0.6, 0.8, 0.95):
+        fresh = ClassConditionalConformal(coverage).fit(probabilities, y)
+        assert np.array_equal(stored.at_coverage(coverage).predict_sets(probabilities), fresh.predict_sets(probabilities))
+    # a lower coverage can only shrink the sets: fewer "uncertain" answers
+    assert stored.at_coverage(0.6).predict_sets(probabilities).all(axis=1).mean() < stored.predict_sets(probabilities).all(axis=1).mean()
+    # a record from before the scores were stored gives its own coverage only, and says so
+    old = stored.as_dict()
+    del old["calibration_scores"]
+    with pytest.raises(ValueError, match="only their 90% thresholds"):
+        ClassConditionalConformal.from_dict(old).at_coverage(0.8)
+
+
 @pytest.fixture(scope="module")
 def fusion_run(perfusion_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``idh-predictor fusion`` on the 16-patient cohort: its report folder and its bundle."""
@@ -175,6 +191,11 @@ def test_fusion_command_reports_calibration_and_prediction_sets(perfusion_cohort
     assert answer["predicted_class"] == ("mutant" if answer["idh_mutant_probability"] >= 0.5 else "wildtype")
     assert answer["validation"]["labels"] == "simulated (digital phantom)" and "auc" in answer["validation"]
     assert answer["guarantee"].endswith("on a real scan the coverage is unverified)")
+    # the same patient's prediction set at another coverage, from the bundle's calibration scores
+    assert main(["predict", str(case), "--fusion-model", str(bundle), "--age", "50", "--coverage", "0.6"]) == 0
+    at_60 = json.loads(capsys.readouterr().out)["fusion"]
+    assert at_60["coverage"] == 0.6 and at_60["idh_mutant_probability"] == answer["idh_mutant_probability"]
+    assert main(["predict", str(case), "--fusion-model", str(bundle), "--age", "50", "--coverage", "1.5"]) == 2
     # the same patient without its DSC series: a DLR + age answer that says so
     without_dsc = tmp_path / case.name
     shutil.copytree(case, without_dsc)
