@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..dlr.model import DlrModel
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.case import Case, find_case_files, read_case, read_label_map
 from ..io.cohort import CohortCase, read_cohort
 from ..io.images import write_image
+from ..segmentation.model_bundle import SegmentationModel
 from ..validation.calibration import calibration_summary
 from ..validation.conformal import coverage_report
 from ..validation.delong import delong_test
@@ -48,12 +50,13 @@ class DlrBundleUnderTest:
 
     name: str
     folder: Path
-    model: object  # DlrModel
-    network: object  # SegmentationModel
+    model: DlrModel
+    network: SegmentationModel
     network_folder: Path
 
     @property
     def descriptor_key(self) -> tuple[str, str]:
+        """Bundles with the same key score the same descriptors (network weights + sampling, layer)."""
         return self.model.record["segmentation_key"], self.model.record["layer"]
 
 
@@ -82,6 +85,7 @@ def cnn_mask(bundle: DlrBundleUnderTest, case: CohortCase, mask_dir: Path) -> tu
 
 
 def _on_grid(labels: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """``labels`` resampled (nearest neighbour) onto ``reference``'s grid."""
     return sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
 
 
