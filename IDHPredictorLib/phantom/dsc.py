@@ -10,12 +10,13 @@
 * Leakage (Boxerman, Schmainda & Weisskoff, AJNR 2006): delta-R2*_tumour(t) gains
   -K2 * integral_0^t delta-R2*_ref, K2 > 0 for the T1-dominant leakage of enhancing tumour.
 * S(t) = sum over classes of fraction * S0 * exp(-TE * delta-R2*), Rician noise.
-* Dual echo (optional): the leakage term above is read as T1 shortening, a gain
-  E1(t) = exp(TE * K2 * integral ref) on the signal that is the same at every echo time, so the
-  long echo is the single-echo series unchanged and a short echo (TE 2-3 ms, baseline
-  SHORT_ECHO_GAIN x higher: less T2* decay) is S0' * E1(t) * exp(-TE_short * delta-R2*_vessels).
-  ln(S_short / S_long) / (TE_long - TE_short) is then T1-free: the truth a dual-echo analysis
-  must recover.
+* Dual echo (optional): leaked tracer both shortens T1 (a gain E1(t) on the signal, the same at
+  every echo time) and adds an extravascular delta-R2*_ev(t) = T2_LEAKAGE_SHARE * K2 * integral ref
+  (T2* leakage). E1 is chosen so that the long echo is the single-echo series unchanged:
+  E1 * exp(-TE * delta-R2*_ev) = exp(TE * K2 * integral ref). The short echo (TE 2-3 ms, baseline
+  SHORT_ECHO_GAIN x higher: less T2* decay) is S0' * E1 * exp(-TE_short * (delta-R2*_vessels +
+  delta-R2*_ev)). ln(S_short / S_long) / (TE_long - TE_short) is then T1-free but keeps the T2*
+  leakage, which BSW removes (with K2 < 0 in its sign convention), as on real dual-echo data.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ R2_ARTERY = 5.0    # 1/s per mmol/L, large vessels
 R2_TISSUE = 44.0   # 1/s per mmol/L of blood-pool concentration, microvasculature (effective)
 CBV_WM = 0.02
 SHORT_ECHO_GAIN = 1.8  # baseline signal at TE ~2 ms over that at TE 30 ms (tissue T2* ~50 ms)
+T2_LEAKAGE_SHARE = 0.5  # extravascular delta-R2* of leaked tracer, as a share of the BSW K2 term
 # class -> (CBV, MTT s, baseline T2*-weighted signal at TE 30 ms relative to white matter)
 NORMAL_KINETICS = {"wm": (CBV_WM, 4.0, 1.0), "gm": (0.045, 3.5, 1.12), "csf": (0.0, 4.0, 1.6)}
 
@@ -135,9 +137,11 @@ def simulate_dsc(rng: np.random.Generator, structural: Grid, fractions: dict[str
     simulated = SimulatedDsc(series, grid, tr, te, arrival, aif_voxels)
     if dual_echo:  # drawn last, so that the rest of the patient is the same with or without it
         short_te = float(np.round(rng.uniform(0.002, 0.003), 4))
-        t1_gain = {name: np.exp(te * leakage.get(name, 0.0) * reference_integral) for name in names}
-        short_basis = np.stack([SHORT_ECHO_GAIN * kinetics[name][2] * t1_gain[name] * np.exp(-short_te * vessels[name])
-                                for name in names])
+        extravascular = {name: T2_LEAKAGE_SHARE * leakage.get(name, 0.0) * reference_integral for name in names}
+        # the T1 gain that leaves the long echo as the single-echo series: exp(te * (K2 ref_int + dR2*_ev))
+        t1_gain = {name: np.exp(te * (leakage.get(name, 0.0) * reference_integral + extravascular[name])) for name in names}
+        short_basis = np.stack([SHORT_ECHO_GAIN * kinetics[name][2] * t1_gain[name]
+                                * np.exp(-short_te * (vessels[name] + extravascular[name])) for name in names])
         artery = SHORT_ECHO_GAIN * 0.7 * 1.1 * np.exp(-short_te * R2_ARTERY * c_a)
         short = _with_artery(dsc_fractions.reshape(-1, len(names)) @ short_basis, aif_voxels, grid, artery)
         simulated.short_echo, simulated.short_echo_time_s = _rician_series(rng, short, scale, frames, grid), short_te
