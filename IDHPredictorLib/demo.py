@@ -124,11 +124,12 @@ def _new_patient(cohort: Path, labels: sitk.Image, out: Path, progress: Progress
     """The first full-size patient (never trained on) end to end with the shipped bundles, its
     CNN segmentation as the mask for DLR, perfusion and the fused answer with its prediction set."""
     from .dlr.predict import predict_dlr_case
-    from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse
+    from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse, fusion_cautions
     from .io.case import read_case
     from .io.cohort import case_folders, read_clinical
     from .perfusion.model_bundle import predict_perfusion_series
     from .perfusion.patterns import attention_heatmap
+    from .quality import QualityReport
 
     folder = case_folders(cohort)[0]
     case = read_case(folder)
@@ -140,15 +141,17 @@ def _new_patient(cohort: Path, labels: sitk.Image, out: Path, progress: Progress
                                   mask_source="CNN segmentation")
     fusion_perfusion = predict_perfusion_series(case.dsc, labels, case.reference, case.case_id,
                                                 DEFAULT_FUSION_MODEL / PERFUSION_PART)
-    fused = fuse(fusion_dlr, fusion_perfusion.result, float(clinical["age"]))
+    fused = fuse(fusion_dlr, fusion_perfusion.result, float(clinical["age"]),
+                 cautions=fusion_cautions(QualityReport(), fusion_perfusion.result))
     curves = perfusion.curves
     attention_heatmap(curves.curves, perfusion.attention, curves.grid_s, out / "new-patient-attention.png",
                       f"{case.case_id}: {perfusion.result['temporal_pattern']}", curves.present)
     return {"case_id": case.case_id, "truth_idh": clinical["idh"],
             "dlr": {k: dlr[k] for k in ("idh_mutant_probability", "predicted_class", "top_features")},
-            "perfusion": {k: perfusion.result[k] for k in ("idh_mutant_probability", "predicted_class", "temporal_pattern", "rcbv")},
+            "perfusion": {k: perfusion.result[k] for k in ("idh_mutant_probability", "predicted_class", "temporal_pattern", "rcbv",
+                                                           "dsc_quality")},
             "fusion": {k: fused[k] for k in ("idh_mutant_probability", "predicted_class", "prediction_set", "coverage",
-                                             "inputs_used", "validation", "guarantee")},
+                                             "inputs_used", "validation", "deployment_validation", "guarantee")},
             "heatmap": "new-patient-attention.png"}
 
 

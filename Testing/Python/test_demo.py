@@ -83,6 +83,11 @@ def test_report_holds_the_runs_numbers_and_figures(demo: Path) -> None:
     assert len(parser.images) == 7 and all(src.startswith("data:image/png;base64,") for src in parser.images)
     assert "was not produced" not in (demo / "report.html").read_text(encoding="utf-8")
     assert "simulated" in (demo / "report.html").read_text(encoding="utf-8")
+    # the new patient's rows: the DSC verdicts beside the rCBV, the fusion bundle's figures on each kind of mask
+    new_patient = dict((row[0], row[1]) for row in tables["new-patient"][1:] if len(row) == 2)
+    assert new_patient["DSC quality (rCBV and LSTM input)"].split(";")[0] == record["new_patient"]["perfusion"]["dsc_quality"]["verdict"]
+    assert "reference (phantom truth) masks" in new_patient["fusion bundle's validation"]
+    assert "CNN (segmentation-flair-t1ce) masks" in new_patient["... on the masks deployment uses"]
 
 
 def test_demo_json_records_machine_timings_and_settings(demo: Path) -> None:
