@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.case import Case
-from ..io.images import same_grid
+from ..io.images import labels_on_grid, same_grid
 from ..segmentation.data import axial_case, network_input
 from ..segmentation.network import LAYER_GEOMETRY, LAYERS, SegmentationCNN
 
@@ -60,7 +60,7 @@ def deep_descriptors(network: SegmentationCNN, modalities: tuple[str, ...], case
     if unknown:
         raise InputError(None, f"unknown layer {', '.join(unknown)}", f"Choose from {', '.join(LAYERS)}")
     if not same_grid(mask, case.reference):
-        mask = sitk.Resample(mask, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        mask = labels_on_grid(mask, case.reference)
     axial = axial_case(case, modalities)
     data = network_input(axial, modalities, with_labels=False)
     tumour = sitk.GetArrayFromImage(sitk.DICOMOrient(tumour_mask(mask), "LPS"))[data.box] > 0

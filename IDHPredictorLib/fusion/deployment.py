@@ -25,14 +25,14 @@ from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.case import Case, find_case_files, read_case, read_label_map
 from ..io.cohort import CohortCase, read_cohort
-from ..io.images import write_image
+from ..io.images import labels_on_grid, write_image
 from ..segmentation.model_bundle import SegmentationModel
 from ..validation.calibration import calibration_summary
 from ..validation.conformal import coverage_report
 from ..validation.delong import delong_test
 from ..validation.metrics import metrics_with_ci
 from ..validation.report import EvaluationResult, write_report
-from .bundle import DLR_PART, PERFUSION_PART, component_scores, fused_answer, load_fusion_model
+from .bundle import DLR_PART, PERFUSION_PART, Stacker, component_scores, fused_answer, load_fusion_model
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +84,13 @@ def cnn_mask(bundle: DlrBundleUnderTest, case: CohortCase, mask_dir: Path) -> tu
     return segmentation.labels, "; ".join(c.line() for c in segmentation.quality.problems()) or "pass"
 
 
-def _on_grid(labels: sitk.Image, reference: sitk.Image) -> sitk.Image:
-    """``labels`` resampled (nearest neighbour) onto ``reference``'s grid."""
-    return sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-
-
 def _descriptors(bundle: DlrBundleUnderTest, images: Case, mask: sitk.Image) -> np.ndarray:
     from ..dlr.descriptors import deep_descriptors
     from ..dlr.predict import descriptor_options
 
     layer = bundle.model.record["layer"]
-    return deep_descriptors(bundle.network.network, bundle.network.modalities, images, _on_grid(mask, images.reference),
-                            (layer,), descriptor_options(bundle.model.record))[layer]
+    return deep_descriptors(bundle.network.network, bundle.network.modalities, images, mask, (layer,),
+                            descriptor_options(bundle.model.record))[layer]
 
 
 def _lstm_output(perfusion_bundle: Path, case: CohortCase, mask: sitk.Image) -> float | None:
@@ -107,13 +102,15 @@ def _lstm_output(perfusion_bundle: Path, case: CohortCase, mask: sitk.Image) -> 
     return predict_perfusion(case.folder, perfusion_bundle, labels=mask)["network_output"]
 
 
-def case_rows(case: CohortCase, fusion_bundle: Path, dlr_bundles: list[DlrBundleUnderTest], mask_dir: Path) -> list[dict]:
-    """One row per mask source: every bundle's answer for ``case`` inside that mask."""
+def case_rows(case: CohortCase, fusion_bundle: Path, fusion: tuple[dict[str, Stacker], dict],
+              dlr_bundles: list[DlrBundleUnderTest], mask_dir: Path) -> list[dict]:
+    """One row per mask source: every bundle's answer for ``case`` inside that mask (``fusion``:
+    the fusion bundle's stackers and record, read once)."""
     from ..segmentation.evaluation import region_metrics
 
     images = read_case(case.folder, dlr_bundles[0].network.modalities, labels=True, dsc=False)
     reference = images.labels
-    stackers, record = load_fusion_model(fusion_bundle)
+    stackers, record = fusion
     cnn_labels, quality = cnn_mask(dlr_bundles[0], case, mask_dir)
     masks = {REFERENCE: (reference, "pass"), CNN: (cnn_labels, quality)}
     rows = []
@@ -123,7 +120,7 @@ def case_rows(case: CohortCase, fusion_bundle: Path, dlr_bundles: list[DlrBundle
         if mask is None:
             rows.append(row)
             continue
-        row["whole_tumour_dice"] = round(region_metrics(sitk.GetArrayFromImage(_on_grid(mask, reference)),
+        row["whole_tumour_dice"] = round(region_metrics(sitk.GetArrayFromImage(labels_on_grid(mask, reference)),
                                                         sitk.GetArrayFromImage(reference))["whole_tumour"]["dice"], 4)
         descriptors: dict[tuple[str, str], np.ndarray] = {}
         for bundle in dlr_bundles:
@@ -143,10 +140,9 @@ def case_rows(case: CohortCase, fusion_bundle: Path, dlr_bundles: list[DlrBundle
 
 
 
-def _results(rows: list[dict], fusion_bundle: Path, models: list[str], seed: int) -> tuple[list[EvaluationResult], dict]:
+def _results(rows: list[dict], stackers: dict[str, Stacker], models: list[str], seed: int) -> tuple[list[EvaluationResult], dict]:
     """Metrics of every model on each mask source, over the cases answered on both; DeLong of CNN
     against reference masks, paired; fused coverage of the bundle's prediction sets."""
-    stackers, _ = load_fusion_model(fusion_bundle)
     by_case: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_case.setdefault(row["case_id"], {})[row["masks"]] = row
@@ -194,16 +190,16 @@ def validate_deployment(cohort_dir: Path, out_dir: Path, fusion_bundle: Path, dl
     dlr_bundles = [_dlr_under_test(FUSION_DLR, Path(fusion_bundle) / DLR_PART)]
     if dlr_bundle is not None:
         dlr_bundles.append(_dlr_under_test(f"DLR ({Path(dlr_bundle).name})", Path(dlr_bundle)))
-    stackers, _ = load_fusion_model(fusion_bundle)
+    fusion = load_fusion_model(fusion_bundle)
     mask_dir = Path(out_dir) / f"cnn-masks-{dlr_bundles[0].model.record['segmentation_key'][:12]}"
     mask_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for done, case in enumerate(cases):
-        rows.extend(case_rows(case, Path(fusion_bundle), dlr_bundles, mask_dir))
+        rows.extend(case_rows(case, Path(fusion_bundle), fusion, dlr_bundles, mask_dir))
         if progress:
             progress(done + 1, len(cases))
-    models = [b.name for b in dlr_bundles] + list(stackers)
-    results, summary = _results(rows, Path(fusion_bundle), models, seed)
+    models = [b.name for b in dlr_bundles] + list(fusion[0])
+    results, summary = _results(rows, fusion[0], models, seed)
     summary.update(cohort=str(cohort_dir), fusion_bundle=str(fusion_bundle), dlr_bundle=str(dlr_bundle) if dlr_bundle else None,
                    segmentation=dlr_bundles[0].network_folder.name)
     fields = list(dict.fromkeys(key for row in rows for key in row))

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .dsc import DscSeries, read_dsc_series
-from .images import IMAGE_SUFFIXES, read_image, same_grid
+from .images import IMAGE_SUFFIXES, labels_on_grid, read_image, same_grid
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def read_label_map(path: Path, reference: sitk.Image | None = None) -> sitk.Imag
         labels = sitk.ChangeLabel(labels, {3: 4})
     if reference is not None and not same_grid(labels, reference):
         log.warning("%s: label map is not on the image grid; resampling it (nearest neighbour)", path)
-        labels = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        labels = labels_on_grid(labels, reference)
         if not sitk.GetArrayViewFromImage(labels).any():
             raise InputError(path, "label map does not overlap the images (no tumour voxel falls inside their field of view)",
                              "Use the label map made on this case's images, in the same space")

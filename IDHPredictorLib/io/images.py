@@ -130,6 +130,11 @@ def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> P
     return path
 
 
+def labels_on_grid(labels: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """A label map resampled onto ``reference``'s grid (nearest neighbour, 0 outside)."""
+    return sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+
+
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:
     """True if two images share size, spacing, origin and direction (within ``tolerance``)."""
     return (a.GetSize() == b.GetSize()

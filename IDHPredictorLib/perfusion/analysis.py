@@ -116,7 +116,8 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
         dr2[:, brain_dsc] = delta_r2(signal[:, brain_dsc].T, arrival, dsc.echo_time_s).T
     normal = brain_dsc & ~subregions["whole"]
     dt = float(np.mean(np.diff(times)))
-    corrected, _, k2 = leakage_correction(dr2[:, brain_dsc].T, dr2[:, normal].mean(axis=1), dt, arrival)
+    leakage_reference = dr2[:, normal].mean(axis=1)
+    corrected, _, k2 = leakage_correction(dr2[:, brain_dsc].T, leakage_reference, dt, arrival)
     cbv = np.zeros(brain_dsc.shape, np.float32)
     cbv[brain_dsc] = blood_volume(corrected, dt, arrival)
     leakage = np.zeros(brain_dsc.shape, np.float32)
@@ -137,7 +138,7 @@ def analyse_dsc(dsc: DscSeries, labels: sitk.Image, brain: sitk.Image, aif_voxel
     regions = DscRegions(brain_dsc, subregions, reference)
     analysis = PerfusionAnalysis(signal, times, arrival, regions, aif, rcbv, leakage, geometry, {})
     analysis.statistics = tumour_statistics(analysis)
-    analysis.quality = series_quality(analysis, dr2, dr2[:, normal].mean(axis=1), dsc.dual_echo)
+    analysis.quality = series_quality(analysis, dr2, leakage_reference, dsc.dual_echo)
     return analysis
 
 

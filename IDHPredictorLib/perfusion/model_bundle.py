@@ -101,12 +101,13 @@ def predict_perfusion(case_dir: str | Path, bundle: str | Path = DEFAULT_PERFUSI
     """``predict_perfusion_series`` for a case folder (and the heat map PNG, the rCBV map on the
     DSC grid). The tumour labels are ``labels`` when given (e.g. the CNN's, on any grid: resampled
     nearest neighbour), else the case's ``_seg``."""
+    from ..io.images import labels_on_grid
     from .analysis import read_perfusion_case
     from .patterns import attention_heatmap
 
     case = read_perfusion_case(case_dir, labels=labels is None)
     if labels is not None:
-        labels = sitk.Resample(labels, case.reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        labels = labels_on_grid(labels, case.reference)
     prediction = predict_perfusion_series(case.dsc, case.labels if labels is None else labels, case.reference,
                                           case.case_id, bundle)
     if rcbv_map is not None:

@@ -41,3 +41,19 @@ def real_cases_dir() -> Path | None:
     """
     candidates = [os.environ.get("IDHPREDICTOR_REALDATA", ""), str(Path(__file__).resolve().parents[3] / "shared" / "realdata")]
     return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
+
+
+def real_dsc_curves() -> tuple[dict[str, np.ndarray], dict[str, float]] | None:
+    """The real dual-echo region curves (``dsc-roi-curves`` in ``real_cases_dir``): signal per
+    column of curves.csv (``aif_te1`` ... ``tumour_te2``) and acquisition.json (TR, TE1, TE2 in
+    seconds); None when they are not here."""
+    import csv
+    import json
+
+    folder = real_cases_dir()
+    if folder is None or not (folder / "dsc-roi-curves" / "curves.csv").exists():
+        return None
+    acquisition = json.loads((folder / "dsc-roi-curves" / "acquisition.json").read_text(encoding="utf-8"))
+    with open(folder / "dsc-roi-curves" / "curves.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {name: np.array([float(row[name]) for row in rows]) for name in rows[0]}, acquisition

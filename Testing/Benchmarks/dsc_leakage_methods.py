@@ -17,7 +17,6 @@ Candidates:
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 from IDHPredictorLib.perfusion.dsc_quality import leakage_fit_r2, roi_rcbv
 from IDHPredictorLib.perfusion.kinetics import blood_volume, bolus_arrival, delta_r2, dual_echo_delta_r2, leakage_correction
 from IDHPredictorLib.phantom.dsc import arterial_concentration, tissue_delta_r2
-from IDHPredictorLib.phantom.realism import real_cases_dir
+from IDHPredictorLib.phantom.realism import real_dsc_curves
 
 SIMULATED_RCBV = 3.0
 
@@ -69,13 +68,10 @@ METHODS = {"BSW (shipped)": bsw, "BSW + arrival-time correction": bsw_arrival_co
 
 
 def real_curves() -> dict[str, object] | None:
-    folder = real_cases_dir()
-    if folder is None or not (folder / "dsc-roi-curves" / "curves.csv").exists():
+    real = real_dsc_curves()
+    if real is None:
         return None
-    acquisition = json.loads((folder / "dsc-roi-curves" / "acquisition.json").read_text())
-    with open(folder / "dsc-roi-curves" / "curves.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    curve = {name: np.array([float(row[name]) for row in rows]) for name in rows[0]}
+    curve, acquisition = real
     tr, te1, te2 = acquisition["RepetitionTime"], acquisition["EchoTime1"], acquisition["EchoTime2"]
     arrival = bolus_arrival(curve["nawm_te2"])
     dual = {r: dual_echo_delta_r2(curve[f"{r}_te1"], curve[f"{r}_te2"], te1, te2, arrival) for r in ("nawm", "tumour")}

@@ -26,7 +26,10 @@ RESULTS = HERE / "results"
 
 
 def _auc(result: dict) -> str:
-    auc = result["metrics"]["auc"]
+    return _auc_cell(result["metrics"]["auc"])
+
+
+def _auc_cell(auc: dict) -> str:
     if auc["value"] is None:
         return "n/a"
     return f"{auc['value']:.3f}" + ("" if auc["ci_low"] is None else f" ({auc['ci_low']:.2f}-{auc['ci_high']:.2f})")
@@ -160,7 +163,7 @@ def deployment_section(report: dict) -> str:
             cells = (f"{coverage['mutant']:.2f} / {coverage['wildtype']:.2f} | {figure['uncertain_fraction']:.0%}"
                      if coverage else " | ")
             versus = f"{test['difference']:+.3f} (p = {test['p_value']:.2g})" if source == "CNN" else ""
-            lines.append(f"| {model} | {source} | {_auc({'metrics': figure})} | {figure['brier']:.3f} | {figure['ece']:.3f} | {cells} | {versus} |")
+            lines.append(f"| {model} | {source} | {_auc_cell(figure['auc'])} | {figure['brier']:.3f} | {figure['ece']:.3f} | {cells} | {versus} |")
     return "\n".join(lines)
 
 

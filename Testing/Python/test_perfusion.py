@@ -367,19 +367,14 @@ def test_dual_echo_delta_r2_cancels_t1_effects() -> None:
 def test_real_dsc_curves_single_echo_rcbv_is_near_the_dual_echo_reference_or_flagged() -> None:
     """The real dual-echo curves (../shared/realdata/dsc-roi-curves; skipped without them): the
     shipped single-echo analysis either agrees with the T1-free dual-echo rCBV or says it cannot."""
-    import csv
-
     from IDHPredictorLib.perfusion.dsc_quality import dsc_curve_quality, roi_rcbv, single_echo_roi_rcbv
     from IDHPredictorLib.perfusion.kinetics import bolus_arrival, delta_r2, dual_echo_delta_r2
-    from IDHPredictorLib.phantom.realism import real_cases_dir
+    from IDHPredictorLib.phantom.realism import real_dsc_curves
 
-    folder = real_cases_dir()
-    if folder is None or not (folder / "dsc-roi-curves" / "curves.csv").exists():
+    real = real_dsc_curves()
+    if real is None:
         pytest.skip("real DSC curves not found (../shared/realdata/dsc-roi-curves)")
-    acquisition = json.loads((folder / "dsc-roi-curves" / "acquisition.json").read_text())
-    with open(folder / "dsc-roi-curves" / "curves.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    curve = {name: np.array([float(row[name]) for row in rows]) for name in rows[0]}
+    curve, acquisition = real
     tr, te1, te2 = acquisition["RepetitionTime"], acquisition["EchoTime1"], acquisition["EchoTime2"]
     arrival = bolus_arrival(curve["nawm_te2"])
     dual = {region: dual_echo_delta_r2(curve[f"{region}_te1"], curve[f"{region}_te2"], te1, te2, arrival)
