@@ -51,10 +51,20 @@ class IDHPredictor(ScriptedLoadableModule):
                                             "al., Neuro-Oncology 2019 (DSC perfusion attention-LSTM).")
 
 
+AUTOMATIC = "automatic"
+
+
+def _modelChoices(kind: str) -> list:
+    """The model menu: automatic (the catalogue's default for the case) and every catalogue entry of ``kind``."""
+    from IDHPredictorLib.catalog import entries
+
+    return [AUTOMATIC, *(entry.id for entry in entries(kind, validate=False))]
+
+
 @parameterNodeWrapper
 class IDHPredictorParameterNode:
-    """Inputs and settings of the workflow, saved with the scene. Empty model paths mean the
-    bundles shipped in Resources/models."""
+    """Inputs and settings of the workflow, saved with the scene. Models are chosen from
+    Resources/models/catalog.json; automatic means the default for the selected modalities."""
 
     t1Volume: vtkMRMLScalarVolumeNode
     t1cVolume: vtkMRMLScalarVolumeNode
@@ -62,9 +72,9 @@ class IDHPredictorParameterNode:
     flairVolume: vtkMRMLScalarVolumeNode
     dscSeries: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode, None]  # None: the wrapper's default must be writable
     patientAge: Annotated[float, WithinRange(0.0, 120.0)] = 50.0
-    segmentationModel: Path
-    dlrModel: Path
-    perfusionModel: Path
+    segmentationModel: Annotated[str, Choice(_modelChoices("segmentation"))] = AUTOMATIC
+    dlrModel: Annotated[str, Choice(_modelChoices("dlr"))] = AUTOMATIC
+    perfusionModel: Annotated[str, Choice(_modelChoices("perfusion"))] = AUTOMATIC
     tumourSegmentation: vtkMRMLSegmentationNode
     preprocessing: Annotated[str, Choice(["auto", "always", "never"])] = "auto"
     automaticAif: bool = True
@@ -74,54 +84,60 @@ class IDHPredictorParameterNode:
 
 
 class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """GUI: binds the .ui to the parameter node; every action is one Logic call."""
+    """GUI: binds the .ui to the parameter node and shows what the library's JobController reports
+    (it is the controller's JobView); every action is one Logic call. ``logic`` can be injected."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, logic: Optional["IDHPredictorLogic"] = None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
+        self.logic = logic
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
+        self._controller = None
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.onPollJob)
 
     def setup(self) -> None:
+        from IDHPredictorLib.job_controller import JobController
+
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/IDHPredictor.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.researchNoteLabel.text = RESEARCH_NOTE
-        self.logic = IDHPredictorLogic()
+        self.logic = self.logic or IDHPredictorLogic()
+        self._controller = JobController(slicer.mrmlScene, self)
+        self._actions = {"load": (self.ui.loadCaseButton, self.onLoadCase), "phantom": (self.ui.loadPhantomButton, self.onLoadPhantom),
+                         "segment": (self.ui.segmentButton, self.onSegment), "correct": (self.ui.correctButton, self.onCorrect),
+                         "dlr": (self.ui.dlrButton, self.onDlr), "perfusion": (self.ui.perfusionButton, self.onPerfusion),
+                         "fusion": (self.ui.fusionButton, self.onFusion), "export": (self.ui.exportButton, self.onExport),
+                         "cancel": (self.ui.cancelButton, self.onCancel)}
+        for button, slot in self._actions.values():
+            button.connect("clicked(bool)", slot)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
-        self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
-        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
-        self.ui.correctButton.connect("clicked(bool)", self.onCorrect)
-        self.ui.dlrButton.connect("clicked(bool)", self.onDlr)
-        self.ui.perfusionButton.connect("clicked(bool)", self.onPerfusion)
-        self.ui.fusionButton.connect("clicked(bool)", self.onFusion)
-        self.ui.exportButton.connect("clicked(bool)", self.onExport)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self._showJob(None)
+        self.show_busy(None)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.onCancel()
         self._timer.stop()
-        self._job = None
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        self.setParameterNode(None)
+        """Leaving the module (e.g. for the Segment Editor): the GUI lets go of the parameter node,
+        which stays selected (as in the template); a running job goes on and lands on its own case."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.onCancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -132,8 +148,9 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, inputParameterNode: Optional[IDHPredictorParameterNode]) -> None:
-        if self._parameterNode:
+        if self._parameterNode and self._parameterNodeGuiTag:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
@@ -151,30 +168,77 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode.tumourSegmentation and not slicer.util.confirmOkCancelDisplay(
                 _("Replace the current tumour segmentation (and any corrections made to it)?")):
             return
-        self._ensureDependencies()
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
-            self._startJob(self.logic.startSegmentation(self._parameterNode), self.logic.finishSegmentation)
+        self._startJob(lambda: self.logic.startSegmentation(self._parameterNode), _("Segmenting..."))
 
     def onDlr(self) -> None:
+        self._startJob(lambda: self.logic.startDlr(self._parameterNode), _("Computing the DLR prediction..."))
+
+    def _startJob(self, starter, message: str) -> None:
         self._ensureDependencies()
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the DLR prediction."), waitCursor=True):
-            self._startJob(self.logic.startDlr(self._parameterNode), self.logic.finishDlr)
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the computation."), waitCursor=True):
+            self._controller.start(starter, message)
+            self._timer.start()
+
+    def onPollJob(self) -> None:
+        self._controller.poll()
+        if not self._controller.busy:
+            self._timer.stop()
+
+    def onCancel(self) -> None:
+        if self._controller is not None:
+            self._controller.cancel()
+
+    # JobView: what the controller reports
+    def show_busy(self, message: Optional[str]) -> None:
+        running = message is not None
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = running
+        for action, (button, _slot) in self._actions.items():
+            button.enabled = self._controller.allows(action)
+        if running:
+            self.ui.progressBar.maximum, self.ui.progressBar.value = 0, 0
+            self.ui.statusLabel.text = message
+
+    def show_progress(self, progress) -> None:
+        self.ui.progressBar.maximum, self.ui.progressBar.value = progress.total, progress.done
+        self.ui.statusLabel.text = progress.description
+
+    def show_result(self, result, case) -> None:
+        """Show a finished job's result; the parameter node follows only if its case is still selected."""
+        from IDHPredictorLib.case_jobs import DlrResult, SegmentationResult
+
+        selected = self._parameterNode is not None and self.logic.selectedCaseId(self._parameterNode) == case.case_id
+        self.ui.statusLabel.text = _("{kind} finished for {case}.").format(kind=result.kind, case=case.case_id)
+        if not selected:
+            return
+        if isinstance(result, SegmentationResult):
+            self._parameterNode.tumourSegmentation = case.segmentation
+            self.logic.show(case)
+            self._showQuality(result.record)
+        elif isinstance(result, DlrResult):
+            self.logic.updateResultsTable(self._parameterNode)
+            self._showDlr(result.record)
+            self._showInLayout(case.case_id)
+
+    def show_error(self, message: str, details: str) -> None:
+        self.ui.statusLabel.text = message
+        if details:
+            slicer.util.errorDisplay(message, detailedText=details)
 
     def onPerfusion(self) -> None:
         self._ensureDependencies()
         with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
-            result = self.logic.computePerfusion(self._parameterNode)
-            self._showInLayout(result["case_id"])
             from IDHPredictorLib.perfusion.model_bundle import describe_perfusion
 
-            self.ui.perfusionResultLabel.text = describe_perfusion(result)
+            result = self.logic.computePerfusion(self._parameterNode)
+            self._showInLayout(result.case_id)
+            self.ui.perfusionResultLabel.text = describe_perfusion(result.record)
 
     def onFusion(self) -> None:
         self._ensureDependencies()
         with slicer.util.tryWithErrorDisplay(_("The combined answer failed."), waitCursor=True):
             from IDHPredictorLib.fusion.bundle import describe_fusion
 
-            self.ui.fusionResultLabel.text = describe_fusion(self.logic.computeFusion(self._parameterNode))
+            self.ui.fusionResultLabel.text = describe_fusion(self.logic.computeFusion(self._parameterNode).record)
 
     def _ensureDependencies(self) -> None:
         """Install missing packages on first use, asking the user first (so no wait cursor over the
@@ -207,51 +271,10 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             folder = self.logic.exportReport(self._parameterNode, self.ui.reportDirectoryButton.directory)
             self.ui.statusLabel.text = _("Report written to {folder}").format(folder=folder)
 
-    def onCancel(self) -> None:
-        if self._job is not None:
-            self._job[0].cancel()
-
-    def _startJob(self, job, finish) -> None:
-        self._job = (job, finish)
-        self._showJob(_("Starting..."))
-        self._timer.start()
-
-    def onPollJob(self) -> None:
-        job, finish = self._job
-        progress = job.progress
-        if progress is not None:
-            self.ui.progressBar.maximum, self.ui.progressBar.value = progress.total, progress.done
-            self.ui.statusLabel.text = progress.description
-        if job.running:
-            return
-        self._timer.stop()
-        self._job = None
-        self._showJob(None)
-        if job.cancelled:
-            self.logic.discardJob(job)
-            self.ui.statusLabel.text = _("Cancelled.")
-            return
-        with slicer.util.tryWithErrorDisplay(_("The computation did not finish."), waitCursor=True):
-            result = finish(job, self._parameterNode)
-            self._showQuality()
-            if isinstance(result, dict):
-                self._showDlr(result)
-                self._showInLayout(result["case_id"])
-
-    def _showJob(self, message: Optional[str]) -> None:
-        running = message is not None
-        self.ui.progressBar.visible = self.ui.cancelButton.visible = running
-        for button in (self.ui.segmentButton, self.ui.dlrButton, self.ui.perfusionButton, self.ui.fusionButton, self.ui.exportButton):
-            button.enabled = not running
-        if running:
-            self.ui.progressBar.maximum, self.ui.progressBar.value = 0, 0
-            self.ui.statusLabel.text = message
-
-    def _showQuality(self) -> None:
-        """The selected case's quality verdict and every warning or failure, in the Segmentation panel."""
-        quality = self.logic.sceneCase(self._parameterNode).results.get("quality", {})
+    def _showQuality(self, quality: dict) -> None:
+        """The quality verdict and every warning or failure, in the Segmentation panel."""
         lines = [line for name, line in quality.items() if name not in ("verdict", "input", "steps") and "[PASS]" not in line]
-        self.ui.qualityLabel.text = "\n".join([f"{quality['verdict']}; input {quality['input']}", *lines]) if quality else ""
+        self.ui.qualityLabel.text = "\n".join([f"{quality['verdict']}; input {quality['input']}", *lines])
 
     def _showDlr(self, result: dict) -> None:
         from IDHPredictorLib.dlr.predict import describe_prediction
@@ -263,11 +286,11 @@ class IDHPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 class IDHPredictorLogic(ScriptedLoadableModuleLogic):
     """Scene-level operations, callable from Slicer's Python console for batch use:
-    ``IDHPredictorLogic().processCase(caseDir, outputDir)`` or ``.processCohort(cohortDir, outputDir)``."""
+    ``IDHPredictorLogic().processCase(caseDir, outputDir)`` or ``.processCohort(cohortDir, outputDir)``.
+    A case's results live on its nodes (saved with the scene), not in this object."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._cases = {}  # case id -> scene_workflow.SceneCase, so results accumulate across panels
         self._dependenciesChecked = False
 
     def getParameterNode(self) -> IDHPredictorParameterNode:
@@ -290,34 +313,32 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         self._dependenciesChecked = True
 
     def sceneCase(self, parameterNode: IDHPredictorParameterNode):
-        """The workflow's view of the selected nodes (results kept per case between calls)."""
-        from IDHPredictorLib.scene_workflow import SceneCase
+        """The selected case: its nodes and the results saved on them."""
+        from IDHPredictorLib.scene_workflow import scene_case_from_nodes
 
         volumes = {role: getattr(parameterNode, name) for role, name in ROLES.items()}
-        reference = next((node for node in (volumes["t1ce"], volumes["flair"], volumes["t2"], volumes["t1"]) if node), None)
-        if reference is None:
+        if not any(volumes.values()):
             raise ValueError(_("Select the input volumes first (at least FLAIR)."))
-        caseId = reference.GetName().rsplit("_", 1)[0] if "_" in reference.GetName() else reference.GetName()
-        case = self._cases.setdefault(caseId, SceneCase(caseId, {}))
-        case.volumes = {role: node for role, node in volumes.items() if node is not None}
-        case.segmentation, case.dsc = parameterNode.tumourSegmentation, parameterNode.dscSeries
-        return case
+        return scene_case_from_nodes(volumes, parameterNode.tumourSegmentation, parameterNode.dscSeries)
+
+    def selectedCaseId(self, parameterNode: IDHPredictorParameterNode) -> Optional[str]:
+        return self.sceneCase(parameterNode).case_id if any(getattr(parameterNode, n) for n in ROLES.values()) else None
 
     def loadCase(self, caseDir: str, parameterNode: Optional[IDHPredictorParameterNode] = None):
         """Read and validate a BraTS-layout case with IDHPredictorLib and add it to the scene."""
         from IDHPredictorLib.scene_workflow import load_case
 
         case = load_case(slicer.mrmlScene, caseDir)
-        self._cases[case.case_id] = case
         if parameterNode is not None:
             for role, name in ROLES.items():
                 setattr(parameterNode, name, case.volumes.get(role))
             parameterNode.tumourSegmentation, parameterNode.dscSeries = case.segmentation, case.dsc
-        self._show(case)
+        self.show(case)
         log.info("Loaded case %s from %s", case.case_id, caseDir)
         return case
 
-    def _show(self, case) -> None:
+    def show(self, case) -> None:
+        """The case's FLAIR (or reference volume) in the slice views, fitted."""
         background = case.volumes.get("flair") or case.reference
         slicer.util.setSliceViewerLayers(background=background, fit=True)
 
@@ -329,54 +350,31 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         return str(cohort / case_id(0))
 
     @staticmethod
-    def _modelPath(path) -> Optional[str]:
-        return str(path) if path and str(path) not in ("", ".") else None
-
-    def _startJob(self, arguments: list, folder: Path):
-        from IDHPredictorLib.background import BackgroundJob
-
-        return BackgroundJob(arguments, python=shutil.which("PythonSlicer"), workdir=folder)
-
-    def discardJob(self, job) -> None:
-        """Remove a finished or cancelled job's scratch folder."""
-        shutil.rmtree(job.workdir, ignore_errors=True)
+    def _model(choice: str) -> Optional[str]:
+        return None if choice in ("", AUTOMATIC) else choice
 
     def startSegmentation(self, parameterNode: IDHPredictorParameterNode):
-        """Segment in a background PythonSlicer process; ``finishSegmentation`` reads the result."""
-        from IDHPredictorLib.scene_workflow import write_case_folder
+        """A CaseJob segmenting the selected case in a background PythonSlicer process."""
+        from IDHPredictorLib.case_jobs import start_segmentation
 
-        case = self.sceneCase(parameterNode)
-        folder = write_case_folder(case, tempfile.mkdtemp(prefix="IDHPredictorJob-"), with_labels=False)
-        model = self._modelPath(parameterNode.segmentationModel)
-        return self._startJob(["segment", str(folder), "--out", str(folder / "labels.nii.gz"),
-                               "--preprocess", parameterNode.preprocessing] + (["--model", model] if model else []), folder)
+        return start_segmentation(self.sceneCase(parameterNode), self._model(parameterNode.segmentationModel),
+                                  parameterNode.preprocessing, python=shutil.which("PythonSlicer"))
 
-    def finishSegmentation(self, job, parameterNode: IDHPredictorParameterNode):
-        import json
+    def startDlr(self, parameterNode: IDHPredictorParameterNode):
+        """A CaseJob predicting DLR from the selected case's current (corrected) mask."""
+        from IDHPredictorLib.case_jobs import start_dlr
 
-        from IDHPredictorLib.io.case import read_label_map
-        from IDHPredictorLib.quality import QualityReport
-        from IDHPredictorLib.scene_workflow import record_quality, set_labels
-
-        try:
-            job.check()
-            case = self.sceneCase(parameterNode)
-            report = json.loads((job.workdir / "labels.report.json").read_text(encoding="utf-8"))
-            record_quality(case, report["preparation"], QualityReport.from_dict(report["quality"]))
-            node = set_labels(slicer.mrmlScene, case, read_label_map(job.workdir / "labels.nii.gz"))
-            parameterNode.tumourSegmentation = node
-            self._show(case)
-            return node
-        finally:
-            self.discardJob(job)
+        return start_dlr(self.sceneCase(parameterNode), self._model(parameterNode.dlrModel), parameterNode.preprocessing,
+                         python=shutil.which("PythonSlicer"))
 
     def segment(self, parameterNode: IDHPredictorParameterNode):
         """Segment in this process (batch use and self-test); returns the segmentation node."""
+        from IDHPredictorLib.catalog import resolve_model
         from IDHPredictorLib.scene_workflow import segment
 
         case = self.sceneCase(parameterNode)
-        parameterNode.tumourSegmentation = segment(slicer.mrmlScene, case, self._modelPath(parameterNode.segmentationModel),
-                                                   preprocess=parameterNode.preprocessing)
+        model = resolve_model("segmentation", self._model(parameterNode.segmentationModel), case.volumes)
+        parameterNode.tumourSegmentation = segment(slicer.mrmlScene, case, model, preprocess=parameterNode.preprocessing)
         return parameterNode.tumourSegmentation
 
     def openSegmentEditor(self, parameterNode: IDHPredictorParameterNode) -> None:
@@ -389,60 +387,34 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
         editor.setSegmentationNode(case.segmentation)
         editor.setSourceVolumeNode(case.volumes.get("flair") or case.reference)
 
-    def startDlr(self, parameterNode: IDHPredictorParameterNode):
-        """DLR prediction from the current (corrected) mask in a background process."""
-        from IDHPredictorLib.scene_workflow import write_case_folder
-
-        case = self.sceneCase(parameterNode)
-        if case.segmentation is None:
-            raise ValueError(_("Run the segmentation first, or select a tumour segmentation."))
-        folder = write_case_folder(case, tempfile.mkdtemp(prefix="IDHPredictorJob-"))
-        model = self._modelPath(parameterNode.dlrModel)
-        return self._startJob(["predict", str(folder), "--out", str(folder / "result.json"),
-                               "--preprocess", parameterNode.preprocessing] + (["--dlr-model", model] if model else []), folder)
-
-    def finishDlr(self, job, parameterNode: IDHPredictorParameterNode) -> dict:
-        import json
-
-        try:
-            job.check()
-            case = self.sceneCase(parameterNode)
-            result = json.loads((job.workdir / "result.json").read_text(encoding="utf-8"))["dlr"]
-            result["mask"] = f"segmentation node {case.segmentation.GetName()}"
-            case.results["dlr"] = result
-            self.updateResultsTable(parameterNode)
-            return result
-        finally:
-            self.discardJob(job)
-
     def computeDlr(self, parameterNode: IDHPredictorParameterNode) -> dict:
         """DLR prediction in this process (batch use and self-test)."""
+        from IDHPredictorLib.catalog import resolve_model
         from IDHPredictorLib.scene_workflow import compute_dlr
 
-        result = compute_dlr(self.sceneCase(parameterNode), self._modelPath(parameterNode.dlrModel),
+        result = compute_dlr(self.sceneCase(parameterNode), resolve_model("dlr", self._model(parameterNode.dlrModel)),
                              preprocess=parameterNode.preprocessing)
         self.updateResultsTable(parameterNode)
         return result
 
-    def computePerfusion(self, parameterNode: IDHPredictorParameterNode) -> dict:
-        """Perfusion prediction, curve chart with attention band and rCBV map (numpy work, seconds)."""
-        from IDHPredictorLib.scene_workflow import compute_perfusion
+    def computePerfusion(self, parameterNode: IDHPredictorParameterNode):
+        """PerfusionResult: prediction, curve chart with attention band and rCBV map (numpy work, seconds)."""
+        from IDHPredictorLib.case_jobs import compute_perfusion
 
         aif = None if parameterNode.automaticAif else parameterNode.aifPoints
         if not parameterNode.automaticAif and aif is None:
             raise ValueError(_("Place AIF points (markups) on an artery, or tick automatic AIF."))
-        prediction = compute_perfusion(slicer.mrmlScene, self.sceneCase(parameterNode),
-                                       self._modelPath(parameterNode.perfusionModel), aif,
-                                       parameterNode.repetitionTime or None,
-                                       parameterNode.echoTime / 1000.0 if parameterNode.echoTime else None,
-                                       parameterNode.preprocessing)
+        result = compute_perfusion(slicer.mrmlScene, self.sceneCase(parameterNode), self._model(parameterNode.perfusionModel),
+                                   aif_markups=aif, repetition_time_s=parameterNode.repetitionTime or None,
+                                   echo_time_s=parameterNode.echoTime / 1000.0 if parameterNode.echoTime else None,
+                                   preprocess=parameterNode.preprocessing)
         self.updateResultsTable(parameterNode)
-        return prediction.result
+        return result
 
-    def computeFusion(self, parameterNode: IDHPredictorParameterNode) -> dict:
-        """The fused answer (calibrated probability, prediction set, inputs used) from the shipped
+    def computeFusion(self, parameterNode: IDHPredictorParameterNode):
+        """FusionResult: calibrated probability, prediction set and inputs used, from the shipped
         fusion bundle's components, the current segmentation and the patient's age."""
-        from IDHPredictorLib.scene_workflow import compute_fusion
+        from IDHPredictorLib.case_jobs import compute_fusion
 
         result = compute_fusion(slicer.mrmlScene, self.sceneCase(parameterNode), parameterNode.patientAge,
                                 preprocess=parameterNode.preprocessing)
@@ -502,11 +474,11 @@ class IDHPredictorTest(ScriptedLoadableModuleTest):
         segmentation = logic.segment(parameterNode)
         self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 3)
         dlr = logic.computeDlr(parameterNode)
-        perfusion = logic.computePerfusion(parameterNode)
+        perfusion = logic.computePerfusion(parameterNode).record
         self.assertTrue(0.0 <= dlr["idh_mutant_probability"] <= 1.0)
         fused = logic.computeFusion(parameterNode)
-        self.assertEqual(fused["inputs_used"], ["DLR", "perfusion LSTM", "age"])
-        self.assertIn(fused["prediction_set"], ("mutant", "wildtype", "uncertain", "empty"))
+        self.assertEqual(fused.record["inputs_used"], ["DLR", "perfusion LSTM", "age"])
+        self.assertIn(fused.prediction_set, ("mutant", "wildtype", "uncertain", "empty"))
 
         self.delayDisplay("Erasing half of the enhancing segment, as an editor would")
         segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Enhancing tumour")
@@ -515,7 +487,7 @@ class IDHPredictorTest(ScriptedLoadableModuleTest):
         self.assertGreater(len(zs), 1)
         array[zs[len(zs) // 2]:] = 0
         slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentation, segmentId, case.reference)
-        self.assertNotEqual(logic.computePerfusion(parameterNode)["rcbv"], perfusion["rcbv"])
+        self.assertNotEqual(logic.computePerfusion(parameterNode).record["rcbv"], perfusion["rcbv"])
         self.assertNotEqual(logic.computeDlr(parameterNode)["decision_value"], dlr["decision_value"])
 
         report = logic.exportReport(parameterNode, os.path.join(workDir, "report"))

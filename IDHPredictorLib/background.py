@@ -53,6 +53,14 @@ class JobCancelled(RuntimeError):
     """The user cancelled the job."""
 
 
+class JobFailed(RuntimeError):
+    """The child process failed: the message is its last error line, ``log`` its whole output."""
+
+    def __init__(self, message: str, log: str) -> None:
+        super().__init__(message)
+        self.log = log
+
+
 class BackgroundJob:
     """One ``idh-predictor`` command running in a child process; poll it, wait for it or cancel it.
     ``workdir`` is the job's scratch folder (its inputs and outputs), kept for the caller."""
@@ -66,18 +74,34 @@ class BackgroundJob:
         self._log: collections.deque[str] = collections.deque(maxlen=200)
         self._progress: JobProgress | None = None
         self._cancelled = False
+        # Own process group (POSIX session / Windows group, no console window): cancel reaches the whole tree.
+        windows_flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW if os.name == "nt" else 0
         self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                         bufsize=1, env=child_env, start_new_session=os.name == "posix")
+                                         bufsize=1, env=child_env, start_new_session=os.name == "posix",
+                                         creationflags=windows_flags)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
+    @property
+    def log_path(self) -> Path | None:
+        """The child's whole output (progress lines left out), kept in the job's folder."""
+        return self.workdir / "job.log" if self.workdir is not None else None
+
     def _read(self) -> None:
-        for line in self._process.stdout:
-            progress = parse_progress_line(line)
-            if progress is not None:
-                self._progress = progress
-            elif line.strip():
-                self._log.append(line.rstrip())
+        log_file = open(self.log_path, "a", encoding="utf-8") if self.log_path else None  # noqa: SIM115 (closed below)
+        try:
+            for line in self._process.stdout:
+                progress = parse_progress_line(line)
+                if progress is not None:
+                    self._progress = progress
+                elif line.strip():
+                    self._log.append(line.rstrip())
+                    if log_file:
+                        log_file.write(line)
+                        log_file.flush()
+        finally:
+            if log_file:
+                log_file.close()
 
     @property
     def progress(self) -> JobProgress | None:
@@ -104,17 +128,20 @@ class BackgroundJob:
         self._cancelled = True
         if os.name == "posix":
             os.killpg(self._process.pid, signal.SIGTERM)
-        else:
-            self._process.terminate()
+        else:  # terminate() would end only the launcher; taskkill /T ends the tree (psutil is not in Slicer's Python)
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(self._process.pid)], capture_output=True, check=False)
         try:
             self._process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            if os.name == "posix":
+                os.killpg(self._process.pid, signal.SIGKILL)
+            else:
+                self._process.kill()
             self._process.wait()
 
     def wait(self, timeout_s: float | None = None) -> None:
-        """Block until the child ends; raise ``JobCancelled`` or ``RuntimeError`` (with the child's
-        error message) unless it succeeded."""
+        """Block until the child ends; raise ``JobCancelled`` or ``JobFailed`` (with the child's
+        error message and output) unless it succeeded."""
         self._process.wait(timeout_s)
         self.check()
 
@@ -125,4 +152,4 @@ class BackgroundJob:
             raise JobCancelled("Cancelled.")
         if self._process.returncode:
             message = self._log[-1] if self._log else f"exit status {self._process.returncode}"
-            raise RuntimeError(message.removeprefix("idh-predictor: error: "))
+            raise JobFailed(message.removeprefix("idh-predictor: error: "), self.output)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from . import slicer_bridge as bridge
@@ -28,13 +29,20 @@ from .quality import QualityReport
 from .segmentation.model_bundle import default_bundle_for, load_model
 
 Progress = Callable[[int, int], None]
+# Node attributes that keep a case's identity and results with the scene (saved in the .mrml and
+# read back on reload), on every structural volume of the case.
+CASE_ID_ATTRIBUTE = "IDHPredictor.caseId"
+RESULTS_ATTRIBUTE = "IDHPredictor.results"
+ATTENTION_ATTRIBUTE = "IDHPredictor.attentionPlot"
 
 
 @dataclass
 class SceneCase:
     """One patient's nodes: structural volumes by role (t1, t1ce, t2, flair), the tumour
     segmentation and the DSC series (sequence or multi-volume node; for a dual-echo series,
-    ``dsc`` is the long echo and ``dsc_short`` the short one)."""
+    ``dsc`` is the long echo and ``dsc_short`` the short one). ``results`` and ``attention_plot``
+    (the perfusion curves and attention weights the report draws) are saved on the volume nodes
+    by ``save_results``, so they survive a scene save and reload."""
 
     case_id: str
     volumes: dict[str, object]
@@ -42,7 +50,7 @@ class SceneCase:
     dsc: object | None = None
     dsc_short: object | None = None
     results: dict[str, object] = field(default_factory=dict)
-    perfusion: PerfusionPrediction | None = None
+    attention_plot: dict[str, object] | None = None
 
     @property
     def reference(self) -> object:
@@ -51,6 +59,32 @@ class SceneCase:
         if role is None:
             raise InputError(None, f"{self.case_id}: no structural volume selected", "Select at least the FLAIR volume")
         return self.volumes[role]
+
+
+def scene_case_from_nodes(volumes: Mapping[str, object | None], segmentation: object | None = None,
+                          dsc: object | None = None, dsc_short: object | None = None) -> SceneCase:
+    """The case the selected nodes show, with the results saved on them (``save_results``): the
+    case id is the one ``load_case`` recorded, else the reference volume's name before its last
+    ``_`` (``P001_flair`` -> ``P001``)."""
+    selected = {role: node for role, node in volumes.items() if node is not None}
+    scene_case = SceneCase("", selected, segmentation, dsc, dsc_short)
+    reference = scene_case.reference
+    name = reference.GetName()
+    scene_case.case_id = reference.GetAttribute(CASE_ID_ATTRIBUTE) or (name.rsplit("_", 1)[0] if "_" in name else name)
+    saved = reference.GetAttribute(RESULTS_ATTRIBUTE)
+    scene_case.results = json.loads(saved) if saved else {}
+    plot = reference.GetAttribute(ATTENTION_ATTRIBUTE)
+    scene_case.attention_plot = json.loads(plot) if plot else None
+    return scene_case
+
+
+def save_results(scene_case: SceneCase) -> None:
+    """Keep the case's id, results and attention plot on its volume nodes (saved with the scene)."""
+    for node in scene_case.volumes.values():
+        node.SetAttribute(CASE_ID_ATTRIBUTE, scene_case.case_id)
+        node.SetAttribute(RESULTS_ATTRIBUTE, json.dumps(scene_case.results))
+        if scene_case.attention_plot is not None:
+            node.SetAttribute(ATTENTION_ATTRIBUTE, json.dumps(scene_case.attention_plot))
 
 
 def load_case(scene: object, case_dir: str | Path) -> SceneCase:
@@ -69,6 +103,7 @@ def load_case(scene: object, case_dir: str | Path) -> SceneCase:
         if case.dsc.dual_echo:
             short = DscSeries(case.dsc.short_echo, case.dsc.repetition_time_s, case.dsc.short_echo_time_s, case.dsc.source)
             scene_case.dsc_short = bridge.dsc_sequence_node_from_series(scene, short, f"{case.case_id}_dsc-short")
+    save_results(scene_case)
     return scene_case
 
 
@@ -137,6 +172,7 @@ def record_quality(scene_case: SceneCase, preparation: Mapping[str, object], qua
     scene_case.results["quality"] = {"verdict": quality.verdict, "input": preparation.get("input_kind"),
                                      "steps": ", ".join(str(s["step"]) for s in preparation.get("steps", [])),
                                      **{check.name: check.line() for check in quality.checks}}
+    save_results(scene_case)
 
 
 def set_labels(scene: object, scene_case: SceneCase, labels: sitk.Image) -> object:
@@ -148,7 +184,7 @@ def set_labels(scene: object, scene_case: SceneCase, labels: sitk.Image) -> obje
     return scene_case.segmentation
 
 
-def _require_segmentation(scene_case: SceneCase) -> None:
+def require_segmentation(scene_case: SceneCase) -> None:
     if scene_case.segmentation is None:
         raise InputError(None, f"{scene_case.case_id}: no tumour segmentation", "Run Segmentation first, or select one")
 
@@ -159,11 +195,12 @@ def compute_dlr(scene_case: SceneCase, dlr_bundle: str | Path | None = None, pro
     volumes prepared as for segmentation."""
     from .dlr.predict import DEFAULT_DLR_MODEL
 
-    _require_segmentation(scene_case)
+    require_segmentation(scene_case)
     case = prepare_case(case_from_nodes(scene_case, resample=False), preprocess).case
     result = predict_dlr_case(case, case.labels, dlr_bundle or DEFAULT_DLR_MODEL, progress=progress,
                               mask_source=f"segmentation node {scene_case.segmentation.GetName()}")
     scene_case.results["dlr"] = result
+    save_results(scene_case)
     return result
 
 
@@ -174,7 +211,7 @@ def compute_fusion(scene: object, scene_case: SceneCase, age: float, bundle: str
     from .fusion.bundle import DEFAULT_FUSION_MODEL, DLR_PART, PERFUSION_PART, fuse, fusion_cautions
 
     bundle = Path(bundle or DEFAULT_FUSION_MODEL)
-    _require_segmentation(scene_case)
+    require_segmentation(scene_case)
     mask_source = f"segmentation node {scene_case.segmentation.GetName()}"
     prepared = prepare_case(case_from_nodes(scene_case, resample=False), preprocess)
     dlr = predict_dlr_case(prepared.case, prepared.case.labels, bundle / DLR_PART, progress=progress, mask_source=mask_source)
@@ -186,6 +223,7 @@ def compute_fusion(scene: object, scene_case: SceneCase, age: float, bundle: str
                                              bundle / PERFUSION_PART).result
     answer = {**fuse(dlr, perfusion, age, bundle, fusion_cautions(prepared.quality, perfusion)), "mask": mask_source}
     scene_case.results["fusion"] = answer
+    save_results(scene_case)
     return answer
 
 
@@ -195,7 +233,7 @@ def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path |
     """Perfusion prediction from the DSC node and the current segmentation, inside the brain that
     preparation finds (skull stripped for raw volumes); adds the curve chart (attention heat band)
     and the rCBV map to the scene."""
-    _require_segmentation(scene_case)
+    require_segmentation(scene_case)
     if scene_case.dsc is None:
         raise InputError(None, f"{scene_case.case_id}: no DSC series", "Load the DSC series and select it")
     dsc = dsc_from_nodes(scene_case, repetition_time_s, echo_time_s)
@@ -210,7 +248,10 @@ def compute_perfusion(scene: object, scene_case: SceneCase, bundle: str | Path |
                        f"{scene_case.case_id} perfusion")
     bridge.rcbv_map_node(scene, prediction.analysis.rcbv_image(), f"{scene_case.case_id} rCBV")
     scene_case.results["perfusion"] = prediction.result
-    scene_case.perfusion = prediction
+    scene_case.attention_plot = {"grid_s": curves.grid_s.tolist(), "curves": curves.curves.tolist(),
+                                 "present": [bool(p) for p in curves.present], "attention": prediction.attention.tolist(),
+                                 "title": f"{scene_case.case_id}: {prediction.result['temporal_pattern']}"}
+    save_results(scene_case)
     return prediction
 
 
@@ -238,10 +279,10 @@ def export_report(scene_case: SceneCase, folder: str | Path) -> Path:
             background = case.images["flair"] if aligned else case.reference
             overlay_figure(sitk.GetArrayFromImage(background), sitk.GetArrayFromImage(case.labels), None,
                            tmp / "segmentation.png", f"{scene_case.case_id}: tumour segmentation")
-        if scene_case.perfusion is not None:
-            curves = scene_case.perfusion.curves
-            attention_heatmap(curves.curves, scene_case.perfusion.attention, curves.grid_s, tmp / "attention.png",
-                              f"{scene_case.case_id}: {scene_case.perfusion.result['temporal_pattern']}", curves.present)
+        plot = scene_case.attention_plot
+        if plot is not None:
+            attention_heatmap(np.asarray(plot["curves"]), np.asarray(plot["attention"]), np.asarray(plot["grid_s"]),
+                              tmp / "attention.png", str(plot["title"]), np.asarray(plot["present"]))
     return Path(folder)
 
 

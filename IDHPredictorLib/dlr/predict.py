@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..catalog import default_model
 from ..errors import InputError
 from ..io.case import Case
 from ..io.images import write_image
@@ -22,7 +23,7 @@ from .descriptors import DescriptorOptions, deep_descriptors
 from .model import DlrModel
 
 log = logging.getLogger(__name__)
-DEFAULT_DLR_MODEL = DEFAULT_MODELS / "dlr-flair-t1ce"
+DEFAULT_DLR_MODEL = default_model("dlr")  # catalog.json names it
 
 
 def load_dlr_predictor(dlr_bundle: str | Path = DEFAULT_DLR_MODEL,

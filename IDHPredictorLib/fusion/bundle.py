@@ -18,15 +18,15 @@ from scipy.special import expit
 from sklearn.pipeline import Pipeline
 
 from ..bundle import read_bundle, write_bundle
+from ..catalog import default_model
 from ..errors import InputError
 from ..quality import QualityReport
-from ..segmentation.model_bundle import DEFAULT_MODELS
 from ..validation.calibration import logit
 from ..validation.conformal import ClassConditionalConformal, set_label
 
 KIND = "fusion"
 DLR_PART, PERFUSION_PART = "dlr", "perfusion"
-DEFAULT_FUSION_MODEL = DEFAULT_MODELS / "fusion"
+DEFAULT_FUSION_MODEL = default_model("fusion")  # catalog.json names it
 
 
 @dataclass

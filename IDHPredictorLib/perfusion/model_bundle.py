@@ -11,10 +11,10 @@ import SimpleITK as sitk
 import torch
 
 from ..bundle import read_bundle, write_bundle
+from ..catalog import default_model
 from ..errors import InputError
 from ..io.dsc import DscSeries
 from ..quality import QualityReport
-from ..segmentation.model_bundle import DEFAULT_MODELS
 from ..validation.calibration import PlattCalibrator
 from . import curves as curve_grid
 from .analysis import PerfusionAnalysis
@@ -23,7 +23,7 @@ from .network import AttentionLSTM, LstmArchitecture
 
 KIND = "perfusion"
 WEIGHTS = "weights.pt"
-DEFAULT_PERFUSION_MODEL = DEFAULT_MODELS / "perfusion-lstm"
+DEFAULT_PERFUSION_MODEL = default_model("perfusion")  # catalog.json names it
 GRID = {"channels": list(curve_grid.CHANNELS), "grid_step_s": curve_grid.GRID_STEP_S,
         "pre_bolus_s": curve_grid.PRE_BOLUS_S, "grid_frames": curve_grid.GRID_FRAMES, "windows": curve_grid.WINDOWS}
 

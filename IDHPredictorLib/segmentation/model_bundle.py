@@ -9,15 +9,13 @@ from pathlib import Path
 import torch
 
 from ..bundle import read_bundle, write_bundle
+from ..catalog import MODELS_DIR, default_model
 from ..errors import InputError
 from .network import Architecture, SegmentationCNN
 
 KIND = "segmentation"
 WEIGHTS = "weights.pt"
-DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "models"
-# Bundles shipped under Resources/models, in order of preference (the paper's multi-modal pair first).
-# The four-modality bundle was withdrawn: it found no tumour on the real cases (Resources/models/README.md).
-DEFAULT_BUNDLES = ("segmentation-flair-t1ce", "segmentation-flair")
+DEFAULT_MODELS = MODELS_DIR  # the shipped bundles (Resources/models; catalog.json names the defaults)
 
 
 @dataclass
@@ -98,19 +96,10 @@ def load_filter_bank(folder: str | Path) -> SegmentationModel:
     return model
 
 
-def default_bundle_for(available: set[str], models_dir: Path = DEFAULT_MODELS) -> Path:
-    """The shipped bundle whose modalities the case has, preferring FLAIR + T1c."""
-    if not models_dir.is_dir():
-        raise InputError(models_dir, "shipped model folder not found (the bundles live in the source tree's "
-                         "Resources/models)", "Install from a checkout (pip install -e .) or pass --model BUNDLE")
-    for name in DEFAULT_BUNDLES:
-        folder = models_dir / name
-        if (folder / "model.json").exists():
-            modalities = set(read_bundle(folder, KIND)["modalities"])
-            if modalities <= available:
-                return folder
-    raise InputError(models_dir, f"no shipped segmentation model for modalities {sorted(available)}",
-                     "The case needs at least FLAIR; or pass --model with a bundle you trained")
+def default_bundle_for(available: set[str]) -> Path:
+    """The catalogue's default segmentation bundle for the modalities the case has (FLAIR + T1c
+    when it has both, else FLAIR)."""
+    return default_model("segmentation", available)
 
 
 def find_case_roles(case_dir: str | Path) -> set[str]:

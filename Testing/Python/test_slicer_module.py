@@ -51,8 +51,6 @@ def test_every_parameter_is_bound_to_exactly_one_widget_of_a_fitting_class() -> 
             assert "Union[" not in annotation or "None" in annotation, (name, annotation)
             node_types = {s.text for s in widget.iter("string")}
             assert all(t in node_types for t in re.findall(r"vtkMRML\w+", annotation)), (name, node_types)
-        elif annotation == "Path":
-            assert cls == "ctkPathLineEdit", name
         elif annotation == "bool":
             assert cls == "QCheckBox", name
         elif annotation.startswith("Annotated[str, Choice("):
@@ -63,7 +61,7 @@ def test_every_parameter_is_bound_to_exactly_one_widget_of_a_fitting_class() -> 
 
 # What a name promises about its widget: suffix -> acceptable Qt/CTK/MRML classes.
 NAME_CLASSES = {"Selector": {"qMRMLNodeComboBox"}, "Label": {"QLabel"}, "SpinBox": {"QDoubleSpinBox", "QSpinBox"},
-                "CheckBox": {"QCheckBox"}, "Path": {"ctkPathLineEdit"}, "DirectoryButton": {"ctkDirectoryButton"},
+                "CheckBox": {"QCheckBox"}, "ComboBox": {"QComboBox"}, "DirectoryButton": {"ctkDirectoryButton"},
                 "CollapsibleButton": {"ctkCollapsibleButton"}, "Button": {"QPushButton"}, "Bar": {"QProgressBar"}}
 
 
