@@ -422,6 +422,15 @@ def _predict(args: argparse.Namespace) -> None:
     print(text)
 
 
+def _web(args: argparse.Namespace) -> None:
+    try:
+        from .web.app import run_web_app
+    except ImportError as error:
+        raise InputError("idh-predictor web", f"needs the web extra ({error.name} is not installed)",
+                         "pip install 'idhpredictor[web]'") from error
+    run_web_app(args.data_dir, args.host, args.port, args.reports)
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import DemoSettings, run_demo
 
@@ -658,6 +667,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=non_negative_int, default=0, help="phantom and model seed (default 0)")
     demo.add_argument("--workers", type=positive_int, help="parallel processes (default: one per core, max 4)")
     demo.set_defaults(run=_demo)
+
+    web = commands.add_parser("web", help="the workflow as a web app in the browser (trame-slicer; pip install 'idhpredictor[web]')")
+    web.add_argument("data_dir", nargs="?", default=".", help="the case folder or cohort folder to serve (default: here); "
+                     "nothing outside it is served")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=non_negative_int, default=8080, help="port (default 8080; 0: any free port)")
+    web.add_argument("--reports", help="where Export writes report folders (default: DATA_DIR/reports)")
+    web.set_defaults(run=_web)
     return parser
 
 

@@ -282,12 +282,13 @@ def aif_voxels_from_markups(markups_node: slicer.vtkMRMLMarkupsNode, dsc: DscSer
     return np.asarray(voxels, int)
 
 
-def _flatten(results: Mapping[str, object], prefix: str = "") -> list[tuple[str, str]]:
+def flatten_results(results: Mapping[str, object], prefix: str = "") -> list[tuple[str, str]]:
+    """(name, text) rows of nested results for a table; long vectors are left to the plots."""
     rows: list[tuple[str, str]] = []
     for key, value in results.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            rows += _flatten(value, f"{name}.")
+            rows += flatten_results(value, f"{name}.")
         elif isinstance(value, float):
             rows.append((name, f"{value:.4g}"))
         elif isinstance(value, (list, tuple)) and len(value) > 8:
@@ -308,7 +309,7 @@ def table_node_from_results(scene: slicer.vtkMRMLScene, results: Mapping[str, ob
         array = vtk.vtkStringArray()
         array.SetName(column)
         table.AddColumn(array)
-    for quantity, value in _flatten(results):
+    for quantity, value in flatten_results(results):
         table.InsertNextBlankRow()
         table.SetValue(table.GetNumberOfRows() - 1, 0, vtk.vtkVariant(quantity))
         table.SetValue(table.GetNumberOfRows() - 1, 1, vtk.vtkVariant(value))

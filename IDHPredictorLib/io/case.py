@@ -55,7 +55,7 @@ def find_case_files(folder: str | Path) -> tuple[str, dict[str, Path]]:
     case_ids = set()
     for entry in sorted(folder.iterdir()):
         stem = _stem(entry)
-        match = None if stem is None else _role_of(stem)
+        match = None if stem is None else role_of(stem)
         if match is None:
             continue
         role, case_id = match
@@ -72,7 +72,7 @@ def find_case_files(folder: str | Path) -> tuple[str, dict[str, Path]]:
     return case_ids.pop(), found
 
 
-def _role_of(stem: str) -> tuple[str, str] | None:
+def role_of(stem: str) -> tuple[str, str] | None:
     """(role, case id) for a file stem such as ``BraTS-GLI-00001-000-t1c`` or ``P1_flair``."""
     for role, suffixes in NAMING.items():
         for suffix in suffixes:
