@@ -294,10 +294,10 @@ class IDHPredictorWebApp(TrameApp):
         with SinglePageLayout(self.server) as layout:
             layout.title.set_text("IDH Predictor (research use only; models trained on simulated patients)")
             with layout.toolbar, html.Div(classes="d-flex flex-row align-center flex-wrap", style="font-size:13px"):
-                html.Select(id="case", v_model=("case_name",), disabled=("busy",),
+                html.Select(id="case", v_model=("case_name",), disabled=("busy",), style=BUTTON_STYLE,
                             children=[html.Option("{{ c }}", v_for="c in cases", key="c", value=("c",))])
                 self._button("load", "Load", self.load_case, "busy || !case_name")
-                html.Select(id="segmentation-model", v_model=("segmentation_model",),
+                html.Select(id="segmentation-model", v_model=("segmentation_model",), style=BUTTON_STYLE,
                             children=[html.Option("{{ m }}", v_for="m in models", key="m", value=("m",))])
                 self._button("segment", "Segment", self.segment, "busy || !loaded")
                 self._button("cancel", "Cancel", self.cancel, "!busy")
@@ -327,8 +327,9 @@ class IDHPredictorWebApp(TrameApp):
                     html.Div("{{ answer }}", id="answer", v_show=("answer",), style="margin:6px 0;font-weight:bold")
                     html.Img(id="chart", src=("chart_src",), v_show=("chart_src",), style="width:100%")
                     html.Div("Report: {{ report_path }}", id="report", v_show=("report_path",))
-                    with html.Table(id="results"):
-                        html.Tr([html.Td("{{ row.name }}"), html.Td("{{ row.value }}")], v_for="row in results", key="row.name")
+                    with html.Table(id="results"), html.Tr(v_for="row in results", key="row.name"):
+                        html.Td("{{ row.name }}")
+                        html.Td("{{ row.value }}")
 
     @staticmethod
     def _button(name: str, text: str, click: object, disabled: str) -> None:

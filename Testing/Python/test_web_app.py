@@ -113,8 +113,8 @@ def _click_and_wait(page, button: str, done: str) -> None:
     """Click a step's button and wait until the page says it finished (or shows an error)."""
     page.click(f"#btn-{button}")
     page.wait_for_function(f"document.querySelector('#status').textContent.includes({json.dumps(done)})"
-                           " || document.querySelector('#error').textContent.length > 0")
-    error = page.text_content("#error")
+                           " || document.querySelector('#error').textContent.trim().length > 0")
+    error = page.text_content("#error").strip()
     assert not error, error
 
 
