@@ -33,7 +33,9 @@ TUMOUR_SEGMENTS: dict[int, tuple[str, tuple[float, float, float], str, str]] = {
 LABEL_TAG = "IDHPredictor.BraTSLabel"
 SEGMENT_CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
 TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-RCBV_COLOUR_NODES = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeRainbow")
+# Low rCBV cold (blue/violet), high hot (red); MRML's plain Rainbow runs the other way, red first.
+RCBV_COLOUR_NODES = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeReverseRainbow")
+RCBV_SHOWN_FROM = 0.05  # below this (outside the brain, where the map is 0) the overlay is transparent
 
 
 # --- volumes --------------------------------------------------------------------------------
@@ -376,16 +378,18 @@ def plot_curves(scene: slicer.vtkMRMLScene, grid_s: np.ndarray, curves: np.ndarr
 
 
 def rcbv_map_node(scene: slicer.vtkMRMLScene, rcbv: sitk.Image, name: str) -> slicer.vtkMRMLScalarVolumeNode:
-    """The rCBV map as a volume node shown with a cold-to-hot colour map, window 0-5 (replacing an
-    earlier map of the same name)."""
+    """The rCBV map as a volume node shown with a cold-to-hot colour map, window 0-5, transparent
+    where there is no map (replacing an earlier map of the same name)."""
     _remove_named(scene, "vtkMRMLScalarVolumeNode", name)
     node = volume_node_from_image(scene, rcbv, name)
     colour = next((scene.GetNodeByID(i) for i in RCBV_COLOUR_NODES if scene.GetNodeByID(i) is not None), None)
     if colour is None:  # a bare scene (no default colour nodes): make the rainbow table
         colour = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "rCBV colours")
-        colour.SetTypeToRainbow()
+        colour.SetTypeToReverseRainbow()
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(colour.GetID())
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(0.0, 5.0)
+    display.SetApplyThreshold(True)
+    display.SetThreshold(RCBV_SHOWN_FROM, float(np.finfo(np.float32).max))
     return node

@@ -24,7 +24,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from trame.app import TrameApp  # noqa: E402
-from trame.widgets import html  # noqa: E402
+from trame.widgets import html, vuetify3  # noqa: E402
 from trame_slicer import module as trame_slicer_module  # noqa: E402
 from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui  # noqa: E402
 from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
@@ -39,7 +39,7 @@ from .. import slicer_bridge as bridge  # noqa: E402
 from ..case_jobs import SegmentationResult, compute_fusion, compute_perfusion, start_dlr, start_segmentation  # noqa: E402
 from ..catalog import entries  # noqa: E402
 from ..job_controller import JobController  # noqa: E402
-from .data_folder import DataFolder  # noqa: E402
+from .data_folder import MAX_UPLOAD_BYTES, DataFolder  # noqa: E402
 
 log = logging.getLogger(__name__)
 EFFECTS = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase, "none": SegmentationEffectNoTool}
@@ -87,7 +87,8 @@ class IDHPredictorWebApp(TrameApp):
         self.controller = JobController(self.scene, self)
         register_rca_factories(self.slicer_app.view_manager, self.server,
                                slice_view_ui_f=_named_view(create_vertical_slice_view_gutter_ui),
-                               three_d_view_ui_f=_named_view(create_vertical_view_gutter_ui))
+                               three_d_view_ui_f=_named_view(create_vertical_view_gutter_ui),
+                               target_fps=10, blur_fps=2)  # software GL on a few cores: fewer frames, faster strokes
         self.layout_manager = LayoutManager(self.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout("quad", Layout(LayoutDirection.Horizontal, [
             Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view()]),
@@ -112,6 +113,7 @@ class IDHPredictorWebApp(TrameApp):
         state.can_undo = state.can_redo = False
         state.rcbv_opacity, state.age = 0.0, 50.0
         state.results, state.volumes = [], []
+        state.upload = None
 
     # -- JobView: what the controller reports -------------------------------------------------
     def show_busy(self, message: str | None) -> None:
@@ -150,6 +152,14 @@ class IDHPredictorWebApp(TrameApp):
         self.state.loaded, self.state.chart_src, self.state.answer = True, "", ""
         self.state.status = f"Loaded {self.case.case_id} ({', '.join(sorted(self.case.volumes))})"
         self._show_results()
+
+    @_guarded
+    def upload_case(self, files: list[dict]) -> None:
+        """Keep the files the user uploaded (one case, checked) in the data folder and select it."""
+        self._require_idle("upload a case")
+        name = self.data.save_upload({f["name"]: f["content"] for f in files})
+        self.state.cases, self.state.case_name = self.data.cases(), name
+        self.state.status = f"Uploaded {name}; press Load"
 
     @_guarded
     def segment(self) -> None:
@@ -239,6 +249,7 @@ class IDHPredictorWebApp(TrameApp):
         self.editor.set_active_effect_type(SegmentationEffectNoTool)
         self.undo_stack.clear()
         self.state.segmented, self.state.effect = True, "none"
+        self.slicer_app.display_manager.reset_views()
         self._show_volumes()
 
     def _show_results(self) -> None:
@@ -286,6 +297,11 @@ class IDHPredictorWebApp(TrameApp):
             if effect is not None and hasattr(effect, "set_brush_diameter"):
                 effect.set_brush_diameter(float(brush_size), BrushDiameterMode.Absolute)
 
+        @self.state.change("upload")
+        def _upload(upload: list[dict] | None, **_: object) -> None:
+            if upload:
+                self.upload_case(upload)
+
         @self.state.change("rcbv_opacity")
         def _opacity(rcbv_opacity: float, **_: object) -> None:
             for view in self.slicer_app.view_manager.get_slice_views():
@@ -294,11 +310,14 @@ class IDHPredictorWebApp(TrameApp):
         with SinglePageLayout(self.server) as layout:
             layout.title.set_text("IDH Predictor (research use only; models trained on simulated patients)")
             with layout.toolbar, html.Div(classes="d-flex flex-row align-center flex-wrap", style="font-size:13px"):
-                html.Select(id="case", v_model=("case_name",), disabled=("busy",), style=BUTTON_STYLE,
-                            children=[html.Option("{{ c }}", v_for="c in cases", key="c", value=("c",))])
+                with html.Select(id="case", v_model=("case_name",), disabled=("busy",), style=BUTTON_STYLE):
+                    html.Option("pick a case", value="", disabled=True)
+                    html.Option("{{ c }}", v_for="c in cases", key="c", value=("c",))
+                vuetify3.VFileInput(id="upload", v_model=("upload", None), multiple=True, accept=".nii,.nii.gz", density="compact",
+                                    label="or upload a case", hide_details=True, disabled=("busy",), style="min-width:14em")
                 self._button("load", "Load", self.load_case, "busy || !case_name")
-                html.Select(id="segmentation-model", v_model=("segmentation_model",), style=BUTTON_STYLE,
-                            children=[html.Option("{{ m }}", v_for="m in models", key="m", value=("m",))])
+                with html.Select(id="segmentation-model", v_model=("segmentation_model",), disabled=("busy",), style=BUTTON_STYLE):
+                    html.Option("{{ m }}", v_for="m in models", key="m", value=("m",))
                 self._button("segment", "Segment", self.segment, "busy || !loaded")
                 self._button("cancel", "Cancel", self.cancel, "!busy")
                 html.Progress(id="progress", max=100, value=("progress",), v_show=("busy",))
@@ -327,7 +346,7 @@ class IDHPredictorWebApp(TrameApp):
                     html.Div("{{ answer }}", id="answer", v_show=("answer",), style="margin:6px 0;font-weight:bold")
                     html.Img(id="chart", src=("chart_src",), v_show=("chart_src",), style="width:100%")
                     html.Div("Report: {{ report_path }}", id="report", v_show=("report_path",))
-                    with html.Table(id="results"), html.Tr(v_for="row in results", key="row.name"):
+                    with html.Table(id="results", style="table-layout:fixed;width:100%;word-break:break-word"), html.Tr(v_for="row in results", key="row.name"):
                         html.Td("{{ row.name }}")
                         html.Td("{{ row.value }}")
 
@@ -343,5 +362,6 @@ def run_web_app(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080,
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Listening on %s: anyone who can reach this machine can open the cases under %s. "
                     "There is no login; put the app behind an authenticating proxy.", host, data.root)
+    os.environ.setdefault("TRAME_WS_MAX_MSG_SIZE", str(MAX_UPLOAD_BYTES + 2**20))  # an upload arrives as one message
     app = IDHPredictorWebApp(data, Path(reports) if reports else data.root / "reports")
     app.server.start(host=host, port=port, open_browser=False, exec_mode="main")

@@ -15,7 +15,7 @@ from ..io.atomic import atomic_directory
 from ..io.case import find_case_files, role_of
 
 UPLOAD_SUFFIXES = (".nii.gz", ".nii")
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024  # one series; a 1 mm 240x240x155 float32 volume is 36 MB
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # one case, all series; a 1 mm 240x240x155 float32 volume is 36 MB
 UPLOADS = "uploads"
 
 
@@ -52,14 +52,15 @@ class DataFolder:
         """Write one case's uploaded files (name -> content) as ``uploads/<case id>``; returns its name."""
         if not files:
             raise InputError("upload", "holds no file", "Choose the case's NIfTI files (<id>_flair.nii.gz, ...)")
+        total = sum(len(content) for content in files.values())
+        if total > MAX_UPLOAD_BYTES:
+            raise InputError("upload", f"is {total / 2**20:.0f} MB, over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB limit",
+                             "Upload one case at a time, compressed (.nii.gz)")
         for name, content in files.items():
             if Path(name).name != name or name.startswith("."):
                 raise InputError(name, "is not a plain file name", "Upload the files themselves, not a path")
             if not name.lower().endswith(UPLOAD_SUFFIXES):
                 raise InputError(name, "is not a NIfTI file", "Upload .nii.gz or .nii files named <id>_flair, <id>_t1ce, ...")
-            if len(content) > MAX_UPLOAD_BYTES:
-                raise InputError(name, f"is {len(content) / 2**20:.0f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB limit",
-                                 "Upload one series per file, compressed (.nii.gz)")
             if name.lower().endswith(".gz") and content[:2] != b"\x1f\x8b":
                 raise InputError(name, "is named .gz but is not gzip-compressed", "Upload the file as the scanner tools wrote it")
         stems = {_case_id_of(name) for name in files}

@@ -217,3 +217,24 @@ def test_a_forged_case_name_outside_the_data_folder_is_refused_in_the_page(page,
     page.click("#btn-load", force=True)
     page.wait_for_function("document.querySelector('#error').textContent.includes('outside the data folder')")
     _shot(page, "07-refused")
+
+
+def test_an_uploaded_case_joins_the_list_and_a_bad_upload_is_explained(page, server, small_cohort: Path, tmp_path: Path) -> None:
+    source = case_folders(small_cohort)[1]
+    files = []
+    for path in sorted(source.glob("*.nii.gz")):
+        renamed = tmp_path / path.name.replace(source.name, "UPLOADED")
+        shutil.copy(path, renamed)
+        files.append(str(renamed))
+    page.set_input_files("input[type=file]", files)
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Uploaded uploads/UPLOADED')")
+    assert "uploads/UPLOADED" in page.locator("#case option").all_text_contents()
+    assert sorted(p.name for p in (server["data"] / "uploads" / "UPLOADED").iterdir()) == sorted(Path(f).name for f in files)
+    page.click("#btn-load")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Loaded UPLOADED')")
+
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    page.set_input_files("input[type=file]", [str(bad)])
+    page.wait_for_function("document.querySelector('#error').textContent.includes('is not a NIfTI file')")
+    _shot(page, "08-bad-upload")

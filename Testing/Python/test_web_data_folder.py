@@ -61,7 +61,7 @@ def test_an_upload_is_checked_then_written_whole(served: DataFolder, small_cohor
 
 
 def test_an_upload_over_the_size_limit_is_refused(served: DataFolder, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_folder, "MAX_UPLOAD_BYTES", 1000)
-    with pytest.raises(InputError, match="over the 0 MB limit"):
-        served.save_upload({"BIG_flair.nii.gz": b"\x1f\x8b" + bytes(2000)})
+    monkeypatch.setattr(data_folder, "MAX_UPLOAD_BYTES", 2**20)
+    with pytest.raises(InputError, match="is 2 MB, over the 1 MB limit"):
+        served.save_upload({"BIG_flair.nii.gz": b"\x1f\x8b" + bytes(2**21)})
     assert not (served.root / "uploads").exists()
