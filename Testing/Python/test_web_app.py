@@ -168,6 +168,11 @@ def test_a_user_segments_corrects_predicts_and_exports(page, server) -> None:
     timings["first_image_s"] = _wait_for_image(_view(page, "Red")) - started
     _shot(page, "01-loaded")
 
+    page.click("#btn-segment")  # started, then cancelled: the whole child process tree stops
+    page.wait_for_function("document.querySelector('#btn-cancel').disabled === false")
+    _click_and_wait(page, "cancel", "Cancelled.")
+    assert not page.locator(".segment-volume").count()
+
     _click_and_wait(page, "segment", "segmentation finished")
     volumes = _volumes(page)
     assert len(volumes) == 3 and sum(volumes.values()) > 0, volumes
@@ -203,6 +208,12 @@ def test_a_user_segments_corrects_predicts_and_exports(page, server) -> None:
     _click_and_wait(page, "perfusion", "Perfusion:")
     assert page.get_attribute("#chart", "src").startswith("data:image/png;base64,")
     _shot(page, "05-perfusion")
+    page.fill("#age", "38")
+    page.click("#btn-fusion")
+    page.wait_for_function("document.querySelector('#answer').textContent.includes('IDH-mutant probability')"
+                           " || document.querySelector('#error').textContent.trim().length > 0")
+    assert not page.text_content("#error").strip()
+    assert "from DLR + perfusion LSTM + age" in page.text_content("#answer") and "calibrated" in page.text_content("#answer")
     _export(page, server)
     saved = json.loads((server["reports"] / server["case"] / "result.json").read_text())
     assert {"quality", "dlr", "perfusion"} <= set(saved) and (server["reports"] / server["case"] / "attention.png").exists()
