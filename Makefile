@@ -23,18 +23,14 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
-install-# The web app on the phantom cohort the demo made (open http://127.0.0.1:8080).
-web: $(VENV)/.installed-test
-	$(BIN)/idh-predictor web $(DEMO_DIR)/full-size
-
-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(BIN)/idh-predictor demo --quick --out $(DEMO_DIR)
 	@echo "Open $(DEMO_DIR)/report.html. The full demo (48 patients, LOOCV, layer comparison, 20-shuffle permutation tests of DLR and perfusion; 25 min on 2 cores before the perfusion test was added):"
 	@echo "  $(BIN)/idh-predictor demo --out $(DEMO_DIR)-full"
 
-# The web app on the phantom cohort the demo made (open http://127.0.0.1:8080).
+# The web app on the full-size phantom patients the demo made (open http://127.0.0.1:8080).
 web: $(VENV)/.installed-test
 	$(BIN)/idh-predictor web $(DEMO_DIR)/full-size
 

@@ -109,7 +109,7 @@ class IDHPredictorWebApp(TrameApp):
         state.segmentation_model = state.models[0]
         state.error = state.status = state.answer = state.chart_src = state.report_path = ""
         state.busy, state.progress, state.loaded, state.segmented = False, 0, False, False
-        state.brush_size, state.effect = 6.0, "none"
+        state.brush_size, state.sphere_brush, state.effect = 6.0, False, "none"
         state.can_undo = state.can_redo = False
         state.rcbv_opacity, state.age = 0.0, 50.0
         state.results, state.volumes = [], []
@@ -216,10 +216,16 @@ class IDHPredictorWebApp(TrameApp):
     @_guarded
     def set_effect(self, name: str) -> None:
         self._selected()
-        effect = self.editor.set_active_effect_type(EFFECTS[name])
+        self.editor.set_active_effect_type(EFFECTS[name])
+        self._apply_brush()
+        self.state.effect = name
+
+    def _apply_brush(self) -> None:
+        """The brush's diameter (mm) and shape (a disc in the slice, or a sphere through nearby slices)."""
+        effect = self.editor.active_effect
         if effect is not None and hasattr(effect, "set_brush_diameter"):
             effect.set_brush_diameter(float(self.state.brush_size), BrushDiameterMode.Absolute)
-        self.state.effect = name
+            effect.set_use_sphere_brush(bool(self.state.sphere_brush))
 
     @_guarded
     def undo(self) -> None:
@@ -250,12 +256,24 @@ class IDHPredictorWebApp(TrameApp):
         self.undo_stack.clear()
         self.state.segmented, self.state.effect = True, "none"
         self.slicer_app.display_manager.reset_views()
+        self._show_tumour(case)
         self._show_volumes()
 
     def _show_results(self) -> None:
         case = self.case
         self.state.results = [{"name": name, "value": value} for name, value in
                               bridge.flatten_results({"case_id": case.case_id, **case.results})] if case else []
+
+    def _show_tumour(self, case: workflow.SceneCase) -> None:
+        """Move the three slice views through the tumour's centre (the middle of the volume shows
+        healthy brain on most real cases)."""
+        labels = bridge.labels_from_segmentation_node(case.segmentation, case.reference)
+        voxels = np.argwhere(sitk.GetArrayViewFromImage(labels) > 0)
+        if not len(voxels):
+            return
+        x, y, z = labels.TransformContinuousIndexToPhysicalPoint(voxels.mean(axis=0)[::-1].tolist())
+        for view in self.slicer_app.view_manager.get_slice_views():
+            self.scene.GetNodeByID(view.get_view_node_id()).JumpSliceByOffsetting(-x, -y, z)  # ITK LPS -> Slicer RAS
 
     def _volumes_soon(self, *_: object) -> None:
         """Refresh the segment volumes after the editor's change, outside its event (once per burst)."""
@@ -291,11 +309,9 @@ class IDHPredictorWebApp(TrameApp):
 
     # -- page ----------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        @self.state.change("brush_size")
-        def _brush(brush_size: float, **_: object) -> None:
-            effect = self.editor.active_effect
-            if effect is not None and hasattr(effect, "set_brush_diameter"):
-                effect.set_brush_diameter(float(brush_size), BrushDiameterMode.Absolute)
+        @self.state.change("brush_size", "sphere_brush")
+        def _brush(**_: object) -> None:
+            self._apply_brush()
 
         @self.state.change("upload")
         def _upload(upload: list[dict] | None, **_: object) -> None:
@@ -326,6 +342,9 @@ class IDHPredictorWebApp(TrameApp):
                 self._button("no-tool", "Stop editing", (self.set_effect, "['none']"), "busy || !segmented")
                 html.Span("brush {{ brush_size }} mm")
                 html.Input(id="brush-size", type="range", min=1, max=30, step=1, v_model_number=("brush_size",))
+                with html.Label(style="margin:0 4px"):
+                    html.Input(id="sphere-brush", type="checkbox", v_model=("sphere_brush",))
+                    html.Span(" 3-D brush")
                 self._button("undo", "Undo", self.undo, "busy || !can_undo")
                 self._button("redo", "Redo", self.redo, "busy || !can_redo")
                 self._button("dlr", "DLR", self.predict_dlr, "busy || !segmented")
