@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The browser tests drive Debian's Chromium (/usr/bin/chromium; `apt-get install chromium`): Playwright's own
 # browser download does not work offline and is never used. Without Chromium they are skipped (outside CI).
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[test,web]"
+	$(BIN)/pip install --quiet -e ".[test,web,dicom]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -64,8 +66,16 @@ def _phantom(args: argparse.Namespace) -> None:
         print(f"wrote the traits of {options.cases} patients (no images) to {path} in {time.perf_counter() - start:.1f} s")
         return
     with tqdm(total=options.cases, desc="phantom patients", unit="case") as bar:
-        generate_cohort(args.out, options, progress=lambda done, total: bar.update(1), workers=args.workers)
-    print(f"wrote {options.cases} cases to {args.out} in {time.perf_counter() - start:.1f} s")
+        if args.format == "dicom":
+            from .phantom.dicom_study import write_cohort_as_studies
+
+            with tempfile.TemporaryDirectory(prefix="idh-phantom-") as scratch:
+                generate_cohort(Path(scratch) / "cohort", options, workers=args.workers)
+                write_cohort_as_studies(Path(scratch) / "cohort", args.out, options.seed, lambda done, total: bar.update(1))
+        else:
+            generate_cohort(args.out, options, progress=lambda done, total: bar.update(1), workers=args.workers)
+    print(f"wrote {options.cases} cases to {args.out} in {time.perf_counter() - start:.1f} s"
+          + (" as DICOM studies (reference labels in labels/)" if args.format == "dicom" else ""))
     if args.preview:
         real = find_real_case()
         png = write_preview(Path(args.out) / case_id(0), Path(args.out) / "preview.png", real)
@@ -389,7 +399,13 @@ def _predict(args: argparse.Namespace) -> None:
     if args.fusion_model and (args.age is None or args.skip_dlr or args.dlr_model):
         raise SystemExit("idh-predictor predict: --fusion-model needs --age YEARS and brings its own DLR model "
                          "(drop --dlr-model and --skip-dlr)")
+    if args.dicom_out and getattr(args, "study", None) is None:
+        raise SystemExit("idh-predictor predict: --dicom-out needs a DICOM study folder as input (its series are referenced)")
     check_output_paths(args.case_dir, [Path(p) for p in (args.out, args.labels, args.heatmap, args.rcbv_map) if p])
+    if args.dicom_out:
+        check_output_folder(Path(args.dicom_out))
+        if not args.labels:  # the SEG needs the mask the prediction used
+            args.labels = str(Path(args.case_dir).parent / "labels.nii.gz")
     result: dict[str, object] = {}
     if args.fusion_model:
         from .fusion.bundle import predict_fusion
@@ -413,6 +429,8 @@ def _predict(args: argparse.Namespace) -> None:
         result["perfusion"] = predict_perfusion(args.case_dir, Path(args.perfusion_model), heatmap, rcbv_map)
     if result.get("perfusion"):
         print_quality(QualityReport.from_dict(result["perfusion"]["dsc_quality"]))
+    if args.dicom_out:
+        _write_dicom(args, result)
     text = json.dumps(result, indent=2)
     if args.out:
         from .io.atomic import atomic_path
@@ -420,6 +438,17 @@ def _predict(args: argparse.Namespace) -> None:
         with atomic_path(Path(args.out)) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
     print(text)
+
+
+def _write_dicom(args: argparse.Namespace, result: dict) -> None:
+    """SEG and SR for a study input, on the reference series the labels were written on."""
+    from .io.case import REFERENCE_ORDER, read_label_map
+    from .io.dicom_export import export_dicom
+
+    labels_path = Path(args.labels) if Path(args.labels).exists() else Path(args.case_dir) / f"{Path(args.case_dir).name}_seg.nii.gz"
+    reference = next(role for role in REFERENCE_ORDER if role in args.study)
+    out = export_dicom(read_label_map(labels_path), args.study[reference].files, result, args.dicom_out)
+    print(f"wrote DICOM SEG and SR on series #{args.study[reference].number} ({reference}) to {out}", file=sys.stderr)
 
 
 def _web(args: argparse.Namespace) -> None:
@@ -487,6 +516,33 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _add_series_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--series", action="append", default=[], metavar="ROLE=SERIES",
+                        help="for a DICOM study folder: the series (SeriesInstanceUID or series number) to use as "
+                        "t1, t1ce, t2, flair or dsc, overriding recognition; repeatable")
+
+
+@contextlib.contextmanager
+def study_input(args: argparse.Namespace) -> Iterator[None]:
+    """For a DICOM study given as the case: recognise its series (listing them on stderr), and run
+    the command on a temporary case folder of links to them (``args.study``: the assignment)."""
+    from .io.dicom_study import as_case_folder, listing
+
+    attribute = "path" if args.command == "validate" else "case_dir"
+    overrides = {}
+    for item in args.series:
+        role, separator, key = item.partition("=")
+        if not separator or not key:
+            raise SystemExit(f"idh-predictor {args.command}: --series takes ROLE=SERIES, e.g. flair=7 (got {item!r})")
+        overrides[role.strip().lower()] = key.strip()
+    with as_case_folder(getattr(args, attribute), overrides) as study:
+        if study.assigned is not None:
+            print(f"DICOM study {getattr(args, attribute)}:\n{listing(study.series, study.assigned)}", file=sys.stderr)
+        setattr(args, attribute, str(study.folder))
+        args.study = study.assigned
+        yield
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per pipeline stage."""
     parser = argparse.ArgumentParser(prog="idh-predictor", description="IDH mutation prediction for gliomas (research use).")
@@ -499,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     phantom = commands.add_parser("phantom", help="generate a simulated glioma cohort")
     phantom.add_argument("--out", required=True, help="output cohort folder (replaced when complete)")
     phantom.add_argument("--cases", type=int, default=20)
+    phantom.add_argument("--format", choices=("nifti", "dicom"), default="nifti",
+                         help="nifti: BraTS-layout case folders; dicom: one DICOM study per patient as a scanner sends it "
+                         "(a localiser and a diffusion series besides T1, T1c, T2, FLAIR and DSC), the reference "
+                         "labels in labels/<id>_seg.nii.gz")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--size", choices=("full", "small"), default="full",
                          help="full: BraTS 240x240x155 at 1 mm; small: same field of view at 2.5 mm")
@@ -517,18 +577,21 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.set_defaults(run=_phantom)
 
     validate = commands.add_parser("validate", help="read and check a case folder or a cohort")
-    validate.add_argument("path")
+    validate.add_argument("path", help="case folder, cohort folder, or a DICOM study folder (shows the series found "
+                          "and the role given to each)")
     validate.add_argument("--modalities", nargs="+", default=["t1", "t1ce", "t2", "flair"])
+    _add_series_option(validate)
     validate.set_defaults(run=_validate)
 
     prep = commands.add_parser("preprocess", help="raw or normalised scans -> BraTS-ready case: brain detection, "
                                "reorientation, co-registration, skull stripping, N4, 1 mm resampling")
-    prep.add_argument("case_dir")
+    prep.add_argument("case_dir", help="case folder, or a DICOM study folder")
     prep.add_argument("--out", required=True, help="output case folder (BraTS layout + <id>_brainmask + <id>_preprocessing.json)")
     prep.add_argument("--modalities", nargs="+", choices=("t1", "t1ce", "t2", "flair"),
                       help="series to process (default: all the case has)")
     prep.add_argument("--mode", choices=("auto", "always"), default="auto",
                       help="auto: the whole chain only when the input needs it (skull, thick slices, several grids)")
+    _add_series_option(prep)
     prep.set_defaults(run=_preprocess)
 
     train = commands.add_parser("train-segmentation", help="train the segmentation CNN on a labelled cohort")
@@ -551,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train_segmentation)
 
     segment = commands.add_parser("segment", help="segment a case with a model bundle")
-    segment.add_argument("case_dir")
+    segment.add_argument("case_dir", help="case folder, or a DICOM study folder")
     segment.add_argument("--model", help="bundle folder (default: the shipped one matching the case's modalities)")
     segment.add_argument("--out", required=True, help="output label map, e.g. SEG.nii.gz")
     segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -560,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--preprocess", choices=("auto", "always", "never"), default="auto",
                          help="auto: raw scans (skull, thick slices, several grids) go through preprocessing first")
     segment.add_argument("--report", help="JSON with preprocessing steps and quality verdicts (default: SEG.report.json)")
+    _add_series_option(segment)
     segment.set_defaults(run=_segment)
 
     evaluate = commands.add_parser("evaluate-segmentation",
@@ -640,7 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     deployment.set_defaults(run=_validate_deployment)
 
     predict = commands.add_parser("predict", help="IDH prediction for one case")
-    predict.add_argument("case_dir")
+    predict.add_argument("case_dir", help="case folder, or a DICOM study folder (series recognised from their headers)")
+    predict.add_argument("--dicom-out", help="for a DICOM study: write a DICOM SEG of the tumour and an SR measurement "
+                         "report (TID 1500) into this new folder")
     predict.add_argument("--dlr-model", help="DLR bundle (default: the shipped one)")
     predict.add_argument("--fusion-model", help="fusion bundle: one calibrated answer from DLR, perfusion (when the case "
                          "has _dsc and _seg) and age, with its prediction set")
@@ -656,6 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto: raw scans (skull, thick slices, several grids) go through preprocessing first")
     predict.add_argument("--labels", help="when the case has no _seg: write the CNN's tumour labels here "
                          "(the T1c's original geometry), e.g. SEG.nii.gz")
+    _add_series_option(predict)
     predict.set_defaults(run=_predict)
 
     demo = commands.add_parser("demo", help="the whole pipeline on a fresh phantom cohort -> report.html")
@@ -693,7 +760,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        args.run(args)
+        if hasattr(args, "series"):
+            with study_input(args):
+                args.run(args)
+        else:
+            args.run(args)
     except InputError as error:
         print(f"idh-predictor: error: {error}", file=sys.stderr)
         return 2

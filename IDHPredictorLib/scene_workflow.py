@@ -88,10 +88,14 @@ def save_results(scene_case: SceneCase) -> None:
 
 
 def load_case(scene: object, case_dir: str | Path) -> SceneCase:
-    """Read a BraTS-layout case folder with the library (validated) and add it to ``scene``:
-    one volume node per modality (each on its own grid, as raw series come), the ``_seg`` file as a
-    segmentation node, DSC as a sequence."""
-    case = read_case(case_dir, resample=False)
+    """Read a BraTS-layout case folder, or a DICOM study folder (series recognised from their
+    headers), with the library (validated) and add it to ``scene``: one volume node per modality
+    (each on its own grid, as raw series come), the ``_seg`` file as a segmentation node, DSC as
+    a sequence."""
+    from .io.dicom_study import as_case_folder
+
+    with as_case_folder(case_dir) as study:
+        case = read_case(study.folder, resample=False)
     volumes = {role: bridge.volume_node_from_image(scene, image, f"{case.case_id}_{role}")
                for role, image in case.images.items()}
     scene_case = SceneCase(case.case_id, volumes)

@@ -22,16 +22,10 @@ from vtk.util import numpy_support
 
 from .errors import InputError
 from .io.dsc import DscSeries, check_timing
+from .io.terminology import SEGMENT_CATEGORY, TUMOUR_SEGMENTS
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-# BraTS label value -> (segment name, colour, SNOMED CT type code and meaning).
-TUMOUR_SEGMENTS: dict[int, tuple[str, tuple[float, float, float], str, str]] = {
-    1: ("Necrotic and non-enhancing core", (0.90, 0.30, 0.25), "6574001", "Necrosis"),
-    2: ("Oedema", (0.35, 0.75, 0.30), "79654002", "Edema"),
-    4: ("Enhancing tumour", (0.95, 0.85, 0.20), "108369006", "Neoplasm"),
-}
 LABEL_TAG = "IDHPredictor.BraTSLabel"
-SEGMENT_CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
 TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 # Low rCBV cold (blue/violet), high hot (red); MRML's plain Rainbow runs the other way, red first.
 RCBV_COLOUR_NODES = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeReverseRainbow")

@@ -110,6 +110,7 @@ class IDHPredictorWebApp(TrameApp):
         state.error = state.status = state.answer = state.chart_src = state.report_path = ""
         state.busy, state.progress, state.loaded, state.segmented = False, 0, False, False
         state.brush_size, state.sphere_brush, state.effect = 6.0, False, "none"
+        state.segments, state.active_segment = [], ""
         state.can_undo = state.can_redo = False
         state.rcbv_opacity, state.age = 0.0, 50.0
         state.results, state.volumes = [], []
@@ -255,6 +256,10 @@ class IDHPredictorWebApp(TrameApp):
         self.editor.set_active_effect_type(SegmentationEffectNoTool)
         self.undo_stack.clear()
         self.state.segmented, self.state.effect = True, "none"
+        segmentation = case.segmentation.GetSegmentation()
+        self.state.segments = [{"id": segment_id, "name": segmentation.GetSegment(segment_id).GetName()}
+                               for segment_id in self.editor.get_segment_ids()]
+        self.state.active_segment = self.editor.get_active_segment_id()
         self.slicer_app.display_manager.reset_views()
         self._show_tumour(case)
         self._show_volumes()
@@ -265,15 +270,15 @@ class IDHPredictorWebApp(TrameApp):
                               bridge.flatten_results({"case_id": case.case_id, **case.results})] if case else []
 
     def _show_tumour(self, case: workflow.SceneCase) -> None:
-        """Move the three slice views through the tumour's centre (the middle of the volume shows
-        healthy brain on most real cases)."""
+        """Centre the three slice views on the tumour (the middle of the volume shows healthy
+        brain on most real cases)."""
         labels = bridge.labels_from_segmentation_node(case.segmentation, case.reference)
         voxels = np.argwhere(sitk.GetArrayViewFromImage(labels) > 0)
         if not len(voxels):
             return
         x, y, z = labels.TransformContinuousIndexToPhysicalPoint(voxels.mean(axis=0)[::-1].tolist())
         for view in self.slicer_app.view_manager.get_slice_views():
-            self.scene.GetNodeByID(view.get_view_node_id()).JumpSliceByOffsetting(-x, -y, z)  # ITK LPS -> Slicer RAS
+            self.scene.GetNodeByID(view.get_view_node_id()).JumpSliceByCentering(-x, -y, z)  # ITK LPS -> Slicer RAS
 
     def _volumes_soon(self, *_: object) -> None:
         """Refresh the segment volumes after the editor's change, outside its event (once per burst)."""
@@ -313,6 +318,11 @@ class IDHPredictorWebApp(TrameApp):
         def _brush(**_: object) -> None:
             self._apply_brush()
 
+        @self.state.change("active_segment")
+        def _segment(active_segment: str, **_: object) -> None:
+            if active_segment and active_segment != self.editor.get_active_segment_id():
+                self.editor.set_active_segment_id(active_segment)
+
         @self.state.change("upload")
         def _upload(upload: list[dict] | None, **_: object) -> None:
             if upload:
@@ -337,6 +347,8 @@ class IDHPredictorWebApp(TrameApp):
                 self._button("segment", "Segment", self.segment, "busy || !loaded")
                 self._button("cancel", "Cancel", self.cancel, "!busy")
                 html.Progress(id="progress", max=100, value=("progress",), v_show=("busy",))
+                with html.Select(id="segment", v_model=("active_segment",), disabled=("busy || !segmented",), style=BUTTON_STYLE):
+                    html.Option("{{ s.name }}", v_for="s in segments", key="s.id", value=("s.id",))
                 self._button("paint", "Paint", (self.set_effect, "['paint']"), "busy || !segmented")
                 self._button("erase", "Erase", (self.set_effect, "['erase']"), "busy || !segmented")
                 self._button("no-tool", "Stop editing", (self.set_effect, "['none']"), "busy || !segmented")

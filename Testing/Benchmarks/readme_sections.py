@@ -167,6 +167,29 @@ def deployment_section(report: dict) -> str:
     return "\n".join(lines)
 
 
+def web_section(web: dict) -> str:
+    """The web app on a real case (bench_web.py): the screenshot, each step through the page beside
+    the command line, stroke-to-mask latencies and memory."""
+    steps = web["web"]
+    case = web["case"].split()[0]
+    lines = [f"![The web app on real case {case}, the CNN's mask corrected in the browser]"
+             f"(Resources/Screenshots/web-real-{case}.png)", "",
+             f"Measured by `python Testing/Benchmarks/bench_web.py` on {web['date']} ({web['machine']}, CPU only, "
+             f"software OpenGL): {web['case']}, headless Chromium on the same machine.", "",
+             "| Step | web app | command line | ratio |", "|---|---|---|---|"]
+    names = {"server_start_s": "server start", "load_s": "load the case", "first_image_s": "page opened to first image",
+             "segment_s": "segmentation (CNN)", "paint_stroke_to_server_mask_s": "brush stroke (mouse up) to the mask on the server",
+             "erase_stroke_to_server_mask_s": "eraser stroke to the mask on the server", "dlr_s": "DLR from the corrected mask",
+             "export_s": "export the report"}
+    for key, label in names.items():
+        cli = web["cli"].get(key)
+        lines.append(f"| {label} | {steps[key]:.2f} s | " + (f"{cli:.2f} s | {web['ratio_web_to_cli'][key]:.2f}x |" if cli else " | |"))
+    memory = web["memory"]
+    lines += ["", f"Memory: the server's peak {memory['server_peak_mb']} MB (the CNN and DLR run in child processes, "
+              f"as on the command line); Chromium {memory['browser_mb']} MB."]
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -183,6 +206,7 @@ def render_readme(text: str) -> str:
     text = replace_block(text, "fusion-results", fusion_section(json.loads((RESULTS / "fusion.json").read_text(encoding="utf-8"))))
     text = replace_block(text, "deployment-results",
                          deployment_section(json.loads((RESULTS / "deployment.json").read_text(encoding="utf-8"))))
+    text = replace_block(text, "web", web_section(json.loads((RESULTS / "web.json").read_text(encoding="utf-8"))))
     return replace_block(text, "performance", performance_section())
 
 
