@@ -34,6 +34,7 @@ Progress = Callable[[int, int], None]
 CASE_ID_ATTRIBUTE = "IDHPredictor.caseId"
 RESULTS_ATTRIBUTE = "IDHPredictor.results"
 ATTENTION_ATTRIBUTE = "IDHPredictor.attentionPlot"
+DICOM_SOURCE_ATTRIBUTE = "IDHPredictor.dicomSource"
 
 
 @dataclass
@@ -42,7 +43,9 @@ class SceneCase:
     segmentation and the DSC series (sequence or multi-volume node; for a dual-echo series,
     ``dsc`` is the long echo and ``dsc_short`` the short one). ``results`` and ``attention_plot``
     (the perfusion curves and attention weights the report draws) are saved on the volume nodes
-    by ``save_results``, so they survive a scene save and reload."""
+    by ``save_results``, so they survive a scene save and reload, with ``dicom_source``: for a
+    case loaded from a DICOM study, the reference series' files (the report adds a DICOM SEG and
+    SR on them)."""
 
     case_id: str
     volumes: dict[str, object]
@@ -51,6 +54,7 @@ class SceneCase:
     dsc_short: object | None = None
     results: dict[str, object] = field(default_factory=dict)
     attention_plot: dict[str, object] | None = None
+    dicom_source: list[str] | None = None
 
     @property
     def reference(self) -> object:
@@ -75,6 +79,8 @@ def scene_case_from_nodes(volumes: Mapping[str, object | None], segmentation: ob
     scene_case.results = json.loads(saved) if saved else {}
     plot = reference.GetAttribute(ATTENTION_ATTRIBUTE)
     scene_case.attention_plot = json.loads(plot) if plot else None
+    source = reference.GetAttribute(DICOM_SOURCE_ATTRIBUTE)
+    scene_case.dicom_source = json.loads(source) if source else None
     return scene_case
 
 
@@ -85,6 +91,8 @@ def save_results(scene_case: SceneCase) -> None:
         node.SetAttribute(RESULTS_ATTRIBUTE, json.dumps(scene_case.results))
         if scene_case.attention_plot is not None:
             node.SetAttribute(ATTENTION_ATTRIBUTE, json.dumps(scene_case.attention_plot))
+        if scene_case.dicom_source is not None:
+            node.SetAttribute(DICOM_SOURCE_ATTRIBUTE, json.dumps(scene_case.dicom_source))
 
 
 def load_case(scene: object, case_dir: str | Path) -> SceneCase:
@@ -96,9 +104,12 @@ def load_case(scene: object, case_dir: str | Path) -> SceneCase:
 
     with as_case_folder(case_dir) as study:
         case = read_case(study.folder, resample=False)
+    reference_series = next((study.assigned[r] for r in REFERENCE_ORDER if r in (study.assigned or {})), None)
     volumes = {role: bridge.volume_node_from_image(scene, image, f"{case.case_id}_{role}")
                for role, image in case.images.items()}
     scene_case = SceneCase(case.case_id, volumes)
+    if reference_series is not None:
+        scene_case.dicom_source = [str(path) for path in reference_series.files]
     if case.labels is not None:
         scene_case.segmentation = bridge.segmentation_node_from_labels(
             scene, case.labels, scene_case.reference, f"{case.case_id} tumour")
@@ -267,14 +278,22 @@ def results_table(scene: object, scene_case: SceneCase, age: float | None = None
 
 def export_report(scene_case: SceneCase, folder: str | Path) -> Path:
     """Report folder (written whole or not at all): result.json, the tumour label map, a
-    segmentation overlay PNG and, with perfusion, the attention heat map PNG."""
+    segmentation overlay PNG and, with perfusion, the attention heat map PNG; for a case loaded
+    from a DICOM study with a prediction, ``dicom/`` with the SEG and the SR on its series."""
     from .perfusion.patterns import attention_heatmap
     from .segmentation.figures import overlay_figure
 
     case = case_from_nodes(scene_case)
+    record = {"case_id": scene_case.case_id, **scene_case.results}
+    predicted = any("idh_mutant_probability" in dict(scene_case.results.get(k) or {}) for k in ("fusion", "dlr"))
+    if scene_case.dicom_source and not (predicted and case.labels is not None):
+        record["dicom"] = "not written: segment the tumour and run DLR or the combined answer first"
     with atomic_directory(folder) as tmp:
-        (tmp / "result.json").write_text(json.dumps({"case_id": scene_case.case_id, **scene_case.results}, indent=2)
-                                         + "\n", encoding="utf-8")
+        (tmp / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if scene_case.dicom_source and "dicom" not in record:
+            from .io.dicom_export import export_dicom
+
+            export_dicom(case.labels, [Path(p) for p in scene_case.dicom_source], scene_case.results, tmp / "dicom")
         if case.labels is not None:
             write_image(case.labels, tmp / f"{scene_case.case_id}_seg.nii.gz")
             # a FLAIR on its own grid (raw series) is not registered here: show the labels over the reference

@@ -77,10 +77,13 @@ class DataFolder:
 
 
 def _is_case(folder: Path) -> bool:
+    """A BraTS-layout case folder or a DICOM study folder."""
+    from ..io.dicom_study import is_dicom_study
+
     try:
         find_case_files(folder)
     except InputError:
-        return False
+        return is_dicom_study(folder)
     return True
 
 

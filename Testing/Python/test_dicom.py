@@ -133,3 +133,26 @@ def test_validate_shows_the_assignment_and_the_slicer_workflow_loads_a_study(stu
 
     scene_case = scene_workflow.load_case(slicer.vtkMRMLScene(), study)
     assert sorted(scene_case.volumes) == ["flair", "t1", "t1ce", "t2"] and scene_case.dsc is not None
+
+
+def test_a_case_loaded_from_a_study_exports_dicom_with_its_report(study: Path, small_cohort: Path, tmp_path: Path) -> None:
+    """What the Slicer module's and the web app's Export do for a study: the SEG and SR beside result.json."""
+    slicer = pytest.importorskip("slicer")
+    from IDHPredictorLib import scene_workflow
+    from IDHPredictorLib import slicer_bridge as bridge
+    from IDHPredictorLib.io.images import labels_on_grid
+
+    scene = slicer.vtkMRMLScene()
+    scene_case = scene_workflow.load_case(scene, study)
+    assert scene_case.dicom_source and all("AX_T1_SE_POST" in p for p in scene_case.dicom_source)
+    reference = bridge.image_from_volume_node(scene_case.reference)
+    truth = sitk.ReadImage(str(case_folders(small_cohort)[0] / f"{study.name}_seg.nii.gz"))
+    scene_workflow.set_labels(scene, scene_case, labels_on_grid(sitk.Cast(truth, sitk.sitkUInt8), reference))
+    unfinished = json.loads((scene_workflow.export_report(scene_case, tmp_path / "early") / "result.json").read_text())
+    assert unfinished["dicom"].startswith("not written") and not (tmp_path / "early" / "dicom").exists()
+    scene_workflow.compute_dlr(scene_case)
+    report = scene_workflow.export_report(scene_case, tmp_path / "report")
+    seg = read_segmentation(report / "dicom" / "tumour-seg.dcm")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(seg), sitk.GetArrayFromImage(sitk.ReadImage(str(report / f"{study.name}_seg.nii.gz"))))
+    assert read_report(report / "dicom" / "idh-report-sr.dcm")["idh_mutant_probability"] == pytest.approx(
+        scene_case.results["dlr"]["idh_mutant_probability"], abs=1e-4)
