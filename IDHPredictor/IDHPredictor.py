@@ -51,14 +51,15 @@ class IDHPredictor(ScriptedLoadableModule):
                                             "al., Neuro-Oncology 2019 (DSC perfusion attention-LSTM).")
 
 
-AUTOMATIC = "automatic"
-
-
 def _modelChoices(kind: str) -> list:
-    """The model menu: automatic (the catalogue's default for the case) and every catalogue entry of ``kind``."""
-    from IDHPredictorLib.catalog import entries
+    """The model menu: automatic (the catalogue's default for the case) first, then every catalogue
+    entry of ``kind`` (the catalogue module needs only the standard library)."""
+    from IDHPredictorLib.catalog import AUTOMATIC, entries
 
     return [AUTOMATIC, *(entry.id for entry in entries(kind, validate=False))]
+
+
+SEGMENTATION_MODELS, DLR_MODELS, PERFUSION_MODELS = (_modelChoices(kind) for kind in ("segmentation", "dlr", "perfusion"))
 
 
 @parameterNodeWrapper
@@ -72,9 +73,9 @@ class IDHPredictorParameterNode:
     flairVolume: vtkMRMLScalarVolumeNode
     dscSeries: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode, None]  # None: the wrapper's default must be writable
     patientAge: Annotated[float, WithinRange(0.0, 120.0)] = 50.0
-    segmentationModel: Annotated[str, Choice(_modelChoices("segmentation"))] = AUTOMATIC
-    dlrModel: Annotated[str, Choice(_modelChoices("dlr"))] = AUTOMATIC
-    perfusionModel: Annotated[str, Choice(_modelChoices("perfusion"))] = AUTOMATIC
+    segmentationModel: Annotated[str, Choice(SEGMENTATION_MODELS)] = SEGMENTATION_MODELS[0]
+    dlrModel: Annotated[str, Choice(DLR_MODELS)] = DLR_MODELS[0]
+    perfusionModel: Annotated[str, Choice(PERFUSION_MODELS)] = PERFUSION_MODELS[0]
     tumourSegmentation: vtkMRMLSegmentationNode
     preprocessing: Annotated[str, Choice(["auto", "always", "never"])] = "auto"
     automaticAif: bool = True
@@ -351,7 +352,8 @@ class IDHPredictorLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _model(choice: str) -> Optional[str]:
-        return None if choice in ("", AUTOMATIC) else choice
+        """The parameter node's model choice for the library (which reads ``automatic`` itself)."""
+        return choice or None
 
     def startSegmentation(self, parameterNode: IDHPredictorParameterNode):
         """A CaseJob segmenting the selected case in a background PythonSlicer process."""

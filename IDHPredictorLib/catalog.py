@@ -19,6 +19,7 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "models"
 CATALOG = MODELS_DIR / "catalog.json"
 SCHEMA = MODELS_DIR / "catalog.schema.json"
 KINDS = ("segmentation", "dlr", "perfusion", "fusion")
+AUTOMATIC = "automatic"  # the model menus' first entry: the default for the case's modalities
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,10 @@ def default_model(kind: str, modalities: Collection[str] | None = None) -> Path:
 
 
 def resolve_model(kind: str, choice: str | Path | None, modalities: Collection[str] | None = None) -> Path:
-    """A front end's model choice as a bundle folder: empty means the default for the case's
-    modalities, a catalogue id its shipped folder, anything else a path to a bundle."""
+    """A front end's model choice as a bundle folder: empty or ``automatic`` means the default for
+    the case's modalities, a catalogue id its shipped folder, anything else a path to a bundle."""
     text = str(choice or "").strip()
-    if text in ("", "."):
+    if text in ("", ".", AUTOMATIC):
         return default_model(kind, modalities)
     known = {entry.id: entry.folder for entry in entries(kind)}
     return known.get(text, Path(text))

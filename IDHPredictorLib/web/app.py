@@ -37,7 +37,7 @@ from undo_stack import UndoStack  # noqa: E402
 from .. import scene_workflow as workflow  # noqa: E402
 from .. import slicer_bridge as bridge  # noqa: E402
 from ..case_jobs import SegmentationResult, compute_fusion, compute_perfusion, start_dlr, start_segmentation  # noqa: E402
-from ..catalog import entries  # noqa: E402
+from ..catalog import AUTOMATIC, entries  # noqa: E402
 from ..job_controller import JobController  # noqa: E402
 from .data_folder import MAX_UPLOAD_BYTES, DataFolder  # noqa: E402
 
@@ -105,8 +105,8 @@ class IDHPredictorWebApp(TrameApp):
         state = self.state
         state.trame__title = "IDH Predictor"
         state.cases, state.case_name = self.data.cases(), ""
-        state.models = [entry.id for entry in entries("segmentation")]
-        state.segmentation_model = state.models[0]
+        state.models = [AUTOMATIC, *(entry.id for entry in entries("segmentation"))]
+        state.segmentation_model = AUTOMATIC
         state.error = state.status = state.answer = state.chart_src = state.report_path = ""
         state.busy, state.progress, state.loaded, state.segmented = False, 0, False, False
         state.brush_size, state.sphere_brush, state.effect = 6.0, False, "none"
