@@ -81,9 +81,13 @@ class CaseJob:
                  finish: Callable[[CaseJob, object], CaseResult], python: str | None = None) -> None:
         self.kind = kind
         self.case = scene_case
-        self.workdir = workdir
         self._finish = finish
         self.background = BackgroundJob(arguments, python=python, workdir=workdir)
+
+    @property
+    def workdir(self) -> Path:
+        """The job's scratch folder: its inputs, outputs and log."""
+        return self.background.workdir
 
     @property
     def progress(self) -> JobProgress | None:

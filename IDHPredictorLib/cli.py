@@ -445,9 +445,8 @@ def _write_dicom(args: argparse.Namespace, result: dict) -> None:
     from .io.case import REFERENCE_ORDER, read_label_map
     from .io.dicom_export import export_dicom
 
-    labels_path = Path(args.labels) if Path(args.labels).exists() else Path(args.case_dir) / f"{Path(args.case_dir).name}_seg.nii.gz"
     reference = next(role for role in REFERENCE_ORDER if role in args.study)
-    out = export_dicom(read_label_map(labels_path), args.study[reference].files, result, args.dicom_out)
+    out = export_dicom(read_label_map(Path(args.labels)), args.study[reference].files, result, args.dicom_out)
     print(f"wrote DICOM SEG and SR on series #{args.study[reference].number} ({reference}) to {out}", file=sys.stderr)
 
 

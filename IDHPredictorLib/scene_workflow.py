@@ -86,13 +86,14 @@ def scene_case_from_nodes(volumes: Mapping[str, object | None], segmentation: ob
 
 def save_results(scene_case: SceneCase) -> None:
     """Keep the case's id, results and attention plot on its volume nodes (saved with the scene)."""
+    attributes = {CASE_ID_ATTRIBUTE: scene_case.case_id, RESULTS_ATTRIBUTE: json.dumps(scene_case.results)}
+    if scene_case.attention_plot is not None:
+        attributes[ATTENTION_ATTRIBUTE] = json.dumps(scene_case.attention_plot)
+    if scene_case.dicom_source is not None:
+        attributes[DICOM_SOURCE_ATTRIBUTE] = json.dumps(scene_case.dicom_source)
     for node in scene_case.volumes.values():
-        node.SetAttribute(CASE_ID_ATTRIBUTE, scene_case.case_id)
-        node.SetAttribute(RESULTS_ATTRIBUTE, json.dumps(scene_case.results))
-        if scene_case.attention_plot is not None:
-            node.SetAttribute(ATTENTION_ATTRIBUTE, json.dumps(scene_case.attention_plot))
-        if scene_case.dicom_source is not None:
-            node.SetAttribute(DICOM_SOURCE_ATTRIBUTE, json.dumps(scene_case.dicom_source))
+        for name, value in attributes.items():
+            node.SetAttribute(name, value)
 
 
 def load_case(scene: object, case_dir: str | Path) -> SceneCase:
@@ -280,19 +281,17 @@ def export_report(scene_case: SceneCase, folder: str | Path) -> Path:
     """Report folder (written whole or not at all): result.json, the tumour label map, a
     segmentation overlay PNG and, with perfusion, the attention heat map PNG; for a case loaded
     from a DICOM study with a prediction, ``dicom/`` with the SEG and the SR on its series."""
+    from .io.dicom_export import export_dicom, reported_answer
     from .perfusion.patterns import attention_heatmap
     from .segmentation.figures import overlay_figure
 
     case = case_from_nodes(scene_case)
     record = {"case_id": scene_case.case_id, **scene_case.results}
-    predicted = any("idh_mutant_probability" in dict(scene_case.results.get(k) or {}) for k in ("fusion", "dlr"))
-    if scene_case.dicom_source and not (predicted and case.labels is not None):
+    if scene_case.dicom_source and (reported_answer(scene_case.results) is None or case.labels is None):
         record["dicom"] = "not written: segment the tumour and run DLR or the combined answer first"
     with atomic_directory(folder) as tmp:
         (tmp / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if scene_case.dicom_source and "dicom" not in record:
-            from .io.dicom_export import export_dicom
-
             export_dicom(case.labels, [Path(p) for p in scene_case.dicom_source], scene_case.results, tmp / "dicom")
         if case.labels is not None:
             write_image(case.labels, tmp / f"{scene_case.case_id}_seg.nii.gz")

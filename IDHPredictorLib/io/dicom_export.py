@@ -14,6 +14,7 @@ standard code: they use the local scheme 99IDHP, declared in the SR's coding sch
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,8 +33,9 @@ LOCAL_SCHEME = "99IDHP"
 SEG_FILE, SR_FILE = "tumour-seg.dcm", "idh-report-sr.dcm"
 
 
+@functools.cache
 def _codes():
-    """The coded concepts (built lazily: highdicom is imported only when DICOM is written)."""
+    """The coded concepts (built once, lazily: highdicom is imported only when DICOM is used)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -56,14 +58,24 @@ def _codes():
     }
 
 
+def _slice_normal(image_orientation: Sequence[float]) -> np.ndarray:
+    """The slice normal of an ImageOrientationPatient (row direction x column direction)."""
+    orientation = np.asarray(image_orientation, float)
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def _positions(sources: list) -> np.ndarray:
+    """Each slice's position along the series' slice normal, mm."""
+    normal = _slice_normal(sources[0].ImageOrientationPatient)
+    return np.array([float(normal @ np.asarray(ds.ImagePositionPatient, float)) for ds in sources])
+
+
 def read_source_series(files: Sequence[Path]) -> list:
     """The reference series' datasets, ordered along the slice normal (the label map's slice order)."""
     import pydicom
 
     datasets = [pydicom.dcmread(path) for path in files]
-    orientation = np.asarray(datasets[0].ImageOrientationPatient, float)
-    normal = np.cross(orientation[:3], orientation[3:])
-    return sorted(datasets, key=lambda ds: float(normal @ np.asarray(ds.ImagePositionPatient, float)))
+    return [datasets[i] for i in np.argsort(_positions(datasets), kind="stable")]
 
 
 def _frames(labels: sitk.Image, sources: list) -> np.ndarray:
@@ -85,10 +97,7 @@ def _frames(labels: sitk.Image, sources: list) -> np.ndarray:
 def _with_slice_spacing(sources: list) -> list:
     """Copies of the sources with SliceThickness and SpacingBetweenSlices set from the positions:
     highdicom copies them into the SEG, and a series written slice by slice often lacks them."""
-    orientation = np.asarray(sources[0].ImageOrientationPatient, float)
-    normal = np.cross(orientation[:3], orientation[3:])
-    positions = np.array([normal @ np.asarray(ds.ImagePositionPatient, float) for ds in sources])
-    steps = np.diff(positions)
+    steps = np.diff(_positions(sources))
     if len(steps) and not np.allclose(steps, steps[0], atol=1e-3):
         raise InputError(sources[0].filename, "the reference series' slices are not evenly spaced",
                          "Resample the series to even spacing before exporting DICOM")
@@ -193,13 +202,19 @@ def report_dataset(seg: object, sources: list, measurements: Mapping[str, object
     return sr
 
 
+def reported_answer(result: Mapping[str, object]) -> Mapping[str, object] | None:
+    """The answer the SR reports: the fused one when there is one, else DLR's; None without either."""
+    answer = dict(result.get("fusion") or result.get("dlr") or {})
+    return answer if "idh_mutant_probability" in answer else None
+
+
 def report_measurements(labels: sitk.Image, result: Mapping[str, object]) -> dict[str, object]:
-    """What the SR reports, from the label map and ``predict``'s result: the fused answer when
-    there is one (with its prediction set), else DLR's probability; rCBV when perfusion ran."""
+    """What the SR reports, from the label map and ``predict``'s result: the ``reported_answer``
+    (with its prediction set when fused); rCBV when perfusion ran."""
     voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
     counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=5)
-    answer = result.get("fusion") or result.get("dlr") or {}
-    if "idh_mutant_probability" not in answer:
+    answer = reported_answer(result)
+    if answer is None:
         raise InputError(None, "the result has no IDH-mutant probability to report", "Run predict with DLR or the fusion model")
     rcbv = dict((result.get("perfusion") or {}).get("rcbv") or {})
     return {"volume_ml": {value: round(float(counts[value]) * voxel_ml, 3) for value in TUMOUR_SEGMENTS},
@@ -226,8 +241,8 @@ def read_segmentation(path: str | Path) -> sitk.Image:
 
     seg = hd.seg.segread(str(path))
     volume = seg.get_volume(combine_segments=True, relabel=False)
-    orientation = np.asarray(seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient, float)
-    if float(np.asarray(volume.direction)[:, 0] @ np.cross(orientation[:3], orientation[3:])) < 0:
+    normal = _slice_normal(seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient)
+    if float(np.asarray(volume.direction)[:, 0] @ normal) < 0:
         volume = volume.flip_spatial(0)  # slices in the source series' order (along its normal), as the labels were
     values = {number: value for number, value in enumerate(TUMOUR_SEGMENTS, start=1)}
     array = np.zeros(volume.array.shape, np.uint8)

@@ -146,13 +146,14 @@ def _series_info(uid: str, members: list[tuple[Path, object]]) -> SeriesInfo:
                              "Re-export the series with its geometry tags; secondary captures cannot be used")
     positions = {int(h.get("TemporalPositionIdentifier", 0) or 0) for _, h in members}
     declared = int(_number(first.get("NumberOfTemporalPositions")) or 0)
+    def text(value: object) -> str:  # a multi-valued attribute (ImageType, ScanningSequence) as one string
+        return value if isinstance(value, str) else "\\".join(str(v) for v in value or [])
+
     agent = str(first.get("ContrastBolusAgent", "") or "").strip()
     description = str(first.get("SeriesDescription", "") or first.get("ProtocolName", "") or "")
     return SeriesInfo(uid=uid, number=int(first.SeriesNumber) if first.get("SeriesNumber") not in (None, "") else None,
                       description=description, files=tuple(sorted(path for path, _ in members)),
-                      image_type="\\".join(first.get("ImageType", []) or []),
-                      scanning_sequence="\\".join(first.get("ScanningSequence", []) if not isinstance(first.get("ScanningSequence"), str)
-                                                  else [first.ScanningSequence]),
+                      image_type=text(first.get("ImageType")), scanning_sequence=text(first.get("ScanningSequence")),
                       tr_ms=_number(first.get("RepetitionTime")), te_ms=_number(first.get("EchoTime")),
                       ti_ms=_number(first.get("InversionTime")), contrast=bool(agent) or bool(CONTRAST_WORDS.search(description)),
                       temporal_positions=max(len(positions - {0}), declared), patient_id=str(first.get("PatientID", "") or ""))

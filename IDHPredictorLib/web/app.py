@@ -38,6 +38,7 @@ from .. import scene_workflow as workflow  # noqa: E402
 from .. import slicer_bridge as bridge  # noqa: E402
 from ..case_jobs import SegmentationResult, compute_fusion, compute_perfusion, start_dlr, start_segmentation  # noqa: E402
 from ..catalog import AUTOMATIC, entries  # noqa: E402
+from ..io.terminology import TUMOUR_SEGMENTS  # noqa: E402
 from ..job_controller import JobController  # noqa: E402
 from .data_folder import MAX_UPLOAD_BYTES, DataFolder  # noqa: E402
 
@@ -261,18 +262,18 @@ class IDHPredictorWebApp(TrameApp):
                                for segment_id in self.editor.get_segment_ids()]
         self.state.active_segment = self.editor.get_active_segment_id()
         self.slicer_app.display_manager.reset_views()
-        self._show_tumour(case)
-        self._show_volumes()
+        labels = bridge.labels_from_segmentation_node(case.segmentation, case.reference)
+        self._show_tumour(labels)
+        self._show_volumes(labels)
 
     def _show_results(self) -> None:
         case = self.case
         self.state.results = [{"name": name, "value": value} for name, value in
                               bridge.flatten_results({"case_id": case.case_id, **case.results})] if case else []
 
-    def _show_tumour(self, case: workflow.SceneCase) -> None:
+    def _show_tumour(self, labels: sitk.Image) -> None:
         """Centre the three slice views on the tumour (the middle of the volume shows healthy
         brain on most real cases)."""
-        labels = bridge.labels_from_segmentation_node(case.segmentation, case.reference)
         voxels = np.argwhere(sitk.GetArrayViewFromImage(labels) > 0)
         if not len(voxels):
             return
@@ -286,19 +287,21 @@ class IDHPredictorWebApp(TrameApp):
             self._volumes_pending = True
             asyncio.get_event_loop().call_soon(self._show_volumes)
 
-    def _show_volumes(self) -> None:
-        """Each segment's volume in mL, read back from the segmentation node as DLR will read it."""
+    def _show_volumes(self, labels: sitk.Image | None = None) -> None:
+        """Each segment's volume in mL, from ``labels`` or read back from the segmentation node as
+        DLR will read it."""
         self._volumes_pending = False
         case = self.case
         if case is None or case.segmentation is None:
             self.state.volumes = []
             return
-        labels = bridge.labels_from_segmentation_node(case.segmentation, case.reference)
+        if labels is None:
+            labels = bridge.labels_from_segmentation_node(case.segmentation, case.reference)
         voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
         counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=5)
         with self.state:
             self.state.volumes = [{"name": info[0], "ml": round(float(counts[value]) * voxel_ml, 3)}
-                                  for value, info in bridge.TUMOUR_SEGMENTS.items()]
+                                  for value, info in TUMOUR_SEGMENTS.items()]
 
     def _on_undo_changed(self, *_: object) -> None:
         self.state.can_undo, self.state.can_redo = self.undo_stack.can_undo(), self.undo_stack.can_redo()
