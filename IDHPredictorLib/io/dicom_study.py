@@ -174,6 +174,9 @@ def recognise(series: SeriesInfo) -> tuple[str | None, str]:
         return "flair", f"inversion recovery, TI {ti:g} ms"
     if tr is None or te is None:
         return None, "no TR/TE in the headers"
+    if ti is not None and 500 <= ti <= 1300 and te < 10:  # MPRAGE-like: TR ~2 s, so the short-TR rule misses it
+        kind = "T1-weighted inversion-prepared gradient echo"
+        return ("t1ce", f"{kind} with contrast") if series.contrast else ("t1", f"{kind}, no contrast")
     if tr > 2000 and te > 60:
         return "t2", "long TR and TE"
     if tr < 1200 and te < 30:

@@ -52,6 +52,18 @@ def test_every_series_is_recognised_from_its_headers(study: Path) -> None:
     assert {role: info.number for role, info in assigned.items()} == EXPECTED
 
 
+def test_a_3d_inversion_prepared_t1_is_recognised() -> None:
+    """MPRAGE, the usual post-contrast T1 of glioma protocols: TR about 2 s, TE 3 ms, TI 900 ms."""
+    from dataclasses import replace
+
+    from IDHPredictorLib.io.dicom_study import SeriesInfo, recognise
+
+    mprage = SeriesInfo("1.2", 9, "t1_mprage_sag_p2_iso", (), "ORIGINAL\\PRIMARY\\M", "GR\\IR", 2300.0, 2.98, 900.0,
+                        True, 0, "P")
+    assert recognise(mprage)[0] == "t1ce"
+    assert recognise(replace(mprage, contrast=False, description="t1_mprage_sag"))[0] == "t1"
+
+
 def test_an_ambiguous_study_lists_its_series_and_the_override_settles_it(study: Path, tmp_path: Path) -> None:
     copy = _copy(study, tmp_path)
     second = copy / "08-AX_FLAIR_repeat"
