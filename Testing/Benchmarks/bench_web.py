@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE.parents[0] / "Python"))  # the browser driver the te
 
 from web_driver import CHROMIUM, browser_page, click_and_wait, segment_volumes, stroke, view, wait_for_image, wait_volumes_change, web_server  # noqa: E402
 
+from IDHPredictorLib.io.case import find_case_files  # noqa: E402
 from IDHPredictorLib.phantom.realism import real_cases_dir  # noqa: E402
 
 SCREENSHOT = HERE.parents[1] / "Resources" / "Screenshots"
@@ -38,13 +39,15 @@ def _linked_case(source: Path, target: Path, seg: Path | None) -> Path:
         if not image.name.endswith("_seg.nii.gz"):
             (target / image.name).symlink_to(image)
     if seg is not None:
-        (target / f"{source.name}_seg.nii.gz").symlink_to(seg)
+        (target / f"{find_case_files(source)[0]}_seg.nii.gz").symlink_to(seg)
     return target
 
 
 def _cli_seconds(*arguments: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "IDHPredictorLib.cli", *arguments], check=True, capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "IDHPredictorLib.cli", *arguments], capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"idh-predictor {arguments[0]} failed: {run.stderr.strip().splitlines()[-1]}")
     return time.perf_counter() - started
 
 
@@ -69,18 +72,18 @@ def _chromium_rss_mb() -> float:
     return total / 1024
 
 
-def run(case: Path, work: Path) -> dict[str, object]:
+def run(case: Path, work: Path, screenshot: Path) -> dict[str, object]:
     data = work / "data"
     _linked_case(case, data / case.name, None)
     web: dict[str, float] = {}
     started = time.monotonic()
     with web_server(data, work / "reports", work / "server.log") as (url, process):
         web["server_start_s"] = time.monotonic() - started
-        with browser_page() as page:
+        with browser_page(timeout_s=900) as page:  # a raw scan is skull-stripped first: minutes on a busy machine
             opened = time.monotonic()
             page.goto(url)
             page.select_option("#case", case.name)
-            web["load_s"] = click_and_wait(page, "load", f"Loaded {case.name}")
+            web["load_s"] = click_and_wait(page, "load", "Loaded ")
             web["first_image_s"] = wait_for_image(view(page, "Red")) - opened
             web["segment_s"] = click_and_wait(page, "segment", "segmentation finished")
             volumes = segment_volumes(page)
@@ -104,9 +107,10 @@ def run(case: Path, work: Path) -> dict[str, object]:
             web["export_s"] = click_and_wait(page, "export", "Report written")
             page.wait_for_timeout(1000)  # the views the mouse is not over refresh at 2 frames per second
             SCREENSHOT.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT / f"web-real-{case.name}.png"))
+            page.screenshot(path=str(screenshot))
             memory = {"server_peak_mb": round(_peak_rss_mb(process.pid)), "browser_mb": round(_chromium_rss_mb())}
-    corrected = work / "reports" / case.name / f"{case.name}_seg.nii.gz"
+    case_id = find_case_files(case)[0]
+    corrected = work / "reports" / case_id / f"{case_id}_seg.nii.gz"
     cli = {"segment_s": _cli_seconds("segment", str(data / case.name), "--out", str(work / "cli-seg.nii.gz")),
            "dlr_s": _cli_seconds("predict", str(_linked_case(case, work / "cli" / case.name, corrected)),
                                  "--out", str(work / "cli-result.json"))}
@@ -125,7 +129,7 @@ def main() -> None:
         print("web benchmark skipped: needs ../shared/realdata (real data never ships) and Debian's Chromium")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        measured = run(realdata / args.case, Path(tmp))
+        measured = run(realdata / args.case, Path(tmp), SCREENSHOT / f"web-real-{'-'.join(Path(args.case).parts)}.png")
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "date": dt.date.today().isoformat(),
                "case": f"{args.case} (real TCGA case, BraTS layout; the CNN draws the mask, its _seg is not shown)", **measured}
     print(f"web app vs command line, {args.case} ({results['machine']})")
