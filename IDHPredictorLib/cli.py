@@ -165,29 +165,16 @@ def _train_segmentation(args: argparse.Namespace) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
-    import json
+    from .case_commands import SegmentOptions, segment_case
 
-    from .io.atomic import atomic_path
-    from .io.images import write_image
-    from .preprocessing.prepare import prepare_case_folder
-    from .segmentation.inference import choose_device, segment_prepared
-    from .segmentation.model_bundle import default_bundle_for, find_case_roles, load_model
-
-    check_output_paths(args.case_dir, [Path(p) for p in (args.out, args.report or report_path_for(Path(args.out)), args.overlay) if p])
-    bundle = Path(args.model) if args.model else default_bundle_for(find_case_roles(args.case_dir))
-    model = load_model(bundle, choose_device(args.device))
-    prepared = prepare_case_folder(args.case_dir, model.modalities, args.preprocess,
-                                   progress=tqdm_progress("preprocessing", "step"))
-    result = segment_prepared(model, prepared, postprocessing=not args.no_postprocess,
-                              progress=tqdm_progress(f"segmenting {prepared.case.case_id} ({bundle.name})", "slice"))
-    print_quality(result.quality)
-    write_image(result.labels, args.out)
+    options = SegmentOptions(args.model, args.preprocess, not args.no_postprocess, args.device)
+    if _is_cohort(args.case_dir):
+        return _run_batch(args, "segment", options)
     report = Path(args.report) if args.report else report_path_for(Path(args.out))
-    record = {"case_id": prepared.case.case_id, "labels": str(args.out), "model": str(bundle),
-              "preparation": prepared.record(), "quality": result.quality.as_dict()}
-    with atomic_path(report) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out} (labels on the original {prepared.case.case_id} reference grid) and {report}")
+    check_output_paths(args.case_dir, [Path(p) for p in (args.out, report, args.overlay) if p])
+    record, (prepared, result, bundle) = segment_case(args.case_dir, Path(args.out), report, options, tqdm_progress)
+    print_quality(result.quality)
+    print(f"wrote {args.out} (labels on the original {record['case_id']} reference grid) and {report}")
     if args.overlay:
         import SimpleITK as sitk
 
@@ -199,6 +186,34 @@ def _segment(args: argparse.Namespace) -> None:
         overlay_figure(sitk.GetArrayFromImage(flair), sitk.GetArrayFromImage(result.prepared_labels), reference,
                        args.overlay, f"{case.case_id}: {bundle.name}")
         print(f"overlay: {args.overlay}")
+
+
+def _is_cohort(path: str) -> bool:
+    from .batch import is_cohort
+
+    return is_cohort(path)
+
+
+def _run_batch(args: argparse.Namespace, command: str, options: object) -> None:
+    """``segment``/``predict`` over a cohort: every case into ``--out DIR/<case>/``, resumable."""
+    from dataclasses import asdict
+
+    from .batch import SUMMARY, run_batch
+
+    out = Path(args.out)
+    check_output_folder(out)
+    settings = asdict(options)
+    for key in ("model", "dlr_model", "fusion_model", "perfusion_model"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).resolve())
+    summary = run_batch(command, args.case_dir, out, settings, args.workers, tqdm_progress(f"{command} cohort", "case"),
+                        ages_needed=bool(settings.get("fusion_model")))
+    print(f"{command}: {len(summary.computed)} cases done now, {len(summary.skipped)} already done (skipped), "
+          f"{len(summary.failures)} failed; outputs in {out}/<case>/, summary {out / SUMMARY}")
+    for failure in summary.failures:
+        print(f"  failed {failure.label}: {failure.message}", file=sys.stderr)
+    if summary.failures:
+        raise SystemExit(f"idh-predictor {command}: {len(summary.failures)} cases failed (listed above and in {out / SUMMARY})")
 
 
 def check_output_paths(case_dir: str | Path, outputs: list[Path], folders: tuple[Path, ...] = ()) -> None:
@@ -264,7 +279,8 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
         if not args.out:
             raise SystemExit("idh-predictor evaluate-segmentation: cohort mode needs --out DIR for its CSV and summary")
         check_output_folder(Path(args.out))
-        summary = evaluate_cohort(args.prediction, args.model, args.out, record_as=args.record_as)
+        summary = evaluate_cohort(args.prediction, args.model, args.out, args.record_as,
+                                  tqdm_progress(f"evaluating {Path(args.model).name}", "case"), args.workers)
         print(json_dumps(summary))
     else:
         if args.reference is None:
@@ -390,15 +406,28 @@ def _validate_deployment(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     import json
 
+    from .case_commands import PredictOptions, predict_case, quality_reports
+
     if not args.dlr_model and not args.perfusion_model and args.skip_dlr:
         raise SystemExit("idh-predictor predict: nothing to do (give --perfusion-model or drop --skip-dlr)")
     if (args.heatmap or args.rcbv_map) and not args.perfusion_model:
         raise SystemExit("idh-predictor predict: --heatmap and --rcbv-map need --perfusion-model BUNDLE")
     if args.coverage is not None and not args.fusion_model:
         raise SystemExit("idh-predictor predict: --coverage applies to the fused answer; give --fusion-model BUNDLE")
-    if args.fusion_model and (args.age is None or args.skip_dlr or args.dlr_model):
-        raise SystemExit("idh-predictor predict: --fusion-model needs --age YEARS and brings its own DLR model "
-                         "(drop --dlr-model and --skip-dlr)")
+    if args.fusion_model and (args.skip_dlr or args.dlr_model):
+        raise SystemExit("idh-predictor predict: --fusion-model brings its own DLR model (drop --dlr-model and --skip-dlr)")
+    options = PredictOptions(args.dlr_model, args.fusion_model, args.perfusion_model, args.skip_dlr, args.preprocess,
+                             args.coverage)
+    if _is_cohort(args.case_dir):
+        per_case = [name for name, value in (("--labels", args.labels), ("--heatmap", args.heatmap),
+                                             ("--rcbv-map", args.rcbv_map), ("--age", args.age),
+                                             ("--dicom-out", args.dicom_out)) if value is not None]
+        if per_case or not args.out:
+            raise SystemExit(f"idh-predictor predict: {args.case_dir} is a cohort: give --out DIR for the per-case "
+                             f"folders{' and drop ' + ', '.join(per_case) if per_case else ''} (ages come from clinical.csv)")
+        return _run_batch(args, "predict", options)
+    if args.fusion_model and args.age is None:
+        raise SystemExit("idh-predictor predict: --fusion-model needs --age YEARS")
     if args.dicom_out and getattr(args, "study", None) is None:
         raise SystemExit("idh-predictor predict: --dicom-out needs a DICOM study folder as input (its series are referenced)")
     check_output_paths(args.case_dir, [Path(p) for p in (args.out, args.labels, args.heatmap, args.rcbv_map) if p])
@@ -406,29 +435,11 @@ def _predict(args: argparse.Namespace) -> None:
         check_output_folder(Path(args.dicom_out))
         if not args.labels:  # the SEG needs the mask the prediction used
             args.labels = str(Path(args.case_dir).parent / "labels.nii.gz")
-    result: dict[str, object] = {}
-    if args.fusion_model:
-        from .fusion.bundle import predict_fusion
-
-        result = predict_fusion(args.case_dir, args.age, Path(args.fusion_model), args.preprocess,
-                                tqdm_progress("deep descriptors", "scale"), Path(args.labels) if args.labels else None,
-                                args.coverage)
-        print_quality(QualityReport.from_dict(result["dlr"]["quality"]))
-    elif not args.skip_dlr:
-        from .dlr.predict import DEFAULT_DLR_MODEL, predict_dlr
-
-        result["dlr"] = predict_dlr(args.case_dir, Path(args.dlr_model) if args.dlr_model else DEFAULT_DLR_MODEL,
-                                    progress=tqdm_progress("deep descriptors", "scale"), preprocess=args.preprocess,
-                                    labels_out=Path(args.labels) if args.labels else None)
-        print_quality(QualityReport.from_dict(result["dlr"]["quality"]))
-    if args.perfusion_model:
-        from .perfusion.model_bundle import predict_perfusion
-
-        heatmap = Path(args.heatmap) if args.heatmap else None
-        rcbv_map = Path(args.rcbv_map) if args.rcbv_map else None
-        result["perfusion"] = predict_perfusion(args.case_dir, Path(args.perfusion_model), heatmap, rcbv_map)
-    if result.get("perfusion"):
-        print_quality(QualityReport.from_dict(result["perfusion"]["dsc_quality"]))
+    result = predict_case(args.case_dir, options, args.age, Path(args.labels) if args.labels else None,
+                          Path(args.heatmap) if args.heatmap else None, Path(args.rcbv_map) if args.rcbv_map else None,
+                          tqdm_progress)
+    for quality in quality_reports(result):
+        print_quality(quality)
     if args.dicom_out:
         _write_dicom(args, result)
     text = json.dumps(result, indent=2)
@@ -521,6 +532,30 @@ def _add_series_option(parser: argparse.ArgumentParser) -> None:
                         "t1, t1ce, t2, flair or dsc, overriding recognition; repeatable")
 
 
+def _add_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run per-case work and cross-validation folds on this Dask cluster (e.g. tcp://head:8786; "
+                        "default: $IDH_PREDICTOR_SCHEDULER, else this machine). Cohort and outputs must be on a file "
+                        "system every worker sees; pip install 'idhpredictor[cluster]'")
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=positive_int, default=1, help=f"local processes for the {what} (default 1)")
+    _add_scheduler_option(parser)
+
+
+def cluster_paths(args: argparse.Namespace) -> list[Path]:
+    """The inputs and outputs a cluster's workers must see: the cohort or case, and the output
+    location (its nearest existing folder, as the command creates it)."""
+    paths = []
+    for name in ("cohort", "case_dir", "prediction", "out"):
+        value = getattr(args, name, None)
+        if value:
+            path = Path(value).resolve()
+            paths.append(next(p for p in (path, *path.parents) if p.exists()))
+    return paths
+
+
 @contextlib.contextmanager
 def study_input(args: argparse.Namespace) -> Iterator[None]:
     """For a DICOM study given as the case: recognise its series (listing them on stderr), and run
@@ -573,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write only clinical.csv (the same rows as the full cohort for this seed), no images")
     phantom.add_argument("--preview", action="store_true", help="write preview.png beside a real case if available")
     phantom.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: one per core, max 4)")
+    _add_scheduler_option(phantom)
     phantom.set_defaults(run=_phantom)
 
     validate = commands.add_parser("validate", help="read and check a case folder or a cohort")
@@ -613,9 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train_segmentation)
 
     segment = commands.add_parser("segment", help="segment a case with a model bundle")
-    segment.add_argument("case_dir", help="case folder, or a DICOM study folder")
+    segment.add_argument("case_dir", help="case folder, a DICOM study folder, or a cohort folder (every case, resumable)")
     segment.add_argument("--model", help="bundle folder (default: the shipped one matching the case's modalities)")
-    segment.add_argument("--out", required=True, help="output label map, e.g. SEG.nii.gz")
+    segment.add_argument("--out", required=True, help="output label map, e.g. SEG.nii.gz; for a cohort, a folder "
+                         "(DIR/<case>/<case>_seg.nii.gz, DIR/batch.json; a second run skips finished cases)")
     segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     segment.add_argument("--no-postprocess", action="store_true")
     segment.add_argument("--overlay", help="also write a PNG of the prediction (and the case's _seg if present)")
@@ -623,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto: raw scans (skull, thick slices, several grids) go through preprocessing first")
     segment.add_argument("--report", help="JSON with preprocessing steps and quality verdicts (default: SEG.report.json)")
     _add_series_option(segment)
+    _add_cluster_options(segment, "cases (cohort input)")
     segment.set_defaults(run=_segment)
 
     evaluate = commands.add_parser("evaluate-segmentation",
@@ -632,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="bundle to evaluate on the cohort")
     evaluate.add_argument("--out", help="cohort mode: folder for per-case CSV and summary JSON")
     evaluate.add_argument("--record-as", help="cohort mode: also store the summary in the bundle's model.json")
+    _add_cluster_options(evaluate, "cases")
     evaluate.set_defaults(run=_evaluate_segmentation)
 
     dlr = commands.add_parser("dlr", help="evaluate deep-learning radiomics (and the radiomics baseline) on a cohort")
@@ -657,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlr.add_argument("--cache", help="descriptor cache folder (default: COHORT/.idhpredictor-cache)")
     dlr.add_argument("--seed", type=int, default=0)
     dlr.add_argument("--workers", type=positive_int, default=1, help="processes for cross-validation folds and radiomics features")
+    _add_scheduler_option(dlr)
     dlr.set_defaults(run=_dlr)
 
     perfusion = commands.add_parser("perfusion", help="evaluate the DSC attention-LSTM and its baselines on a cohort")
@@ -669,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     perfusion.add_argument("--permutation-test", type=non_negative_int, default=0, metavar="SHUFFLES",
                            help="also run a label-permutation test of the LSTM's cross-validation with this many shuffles "
                                 "(20 or more; reuses the DSC analysis, retrains the fold networks)")
-    perfusion.add_argument("--workers", type=positive_int, default=1, help="processes for the fold networks")
+    perfusion.add_argument("--workers", type=positive_int, default=1, help="processes for the DSC analysis and the fold networks")
+    _add_scheduler_option(perfusion)
     perfusion.add_argument("--save-model", help="write the model trained on all non-test patients as a bundle here")
     perfusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     perfusion.add_argument("--seed", type=int, default=0)
@@ -684,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     fusion.add_argument("--radiomics", action="store_true", help="add the radiomics baseline as a component")
     fusion.add_argument("--epochs", type=positive_int, default=150, help="LSTM maximum epochs")
     fusion.add_argument("--workers", type=positive_int, default=1, help="processes for the component fits")
+    _add_scheduler_option(fusion)
     fusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     fusion.add_argument("--save-model", help="write the fusion bundle (its own DLR and LSTM, the stackers, the conformal sets) here")
     fusion.add_argument("--seed", type=int, default=0)
@@ -703,7 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     deployment.set_defaults(run=_validate_deployment)
 
     predict = commands.add_parser("predict", help="IDH prediction for one case")
-    predict.add_argument("case_dir", help="case folder, or a DICOM study folder (series recognised from their headers)")
+    predict.add_argument("case_dir", help="case folder, a DICOM study folder (series recognised from their headers), or a "
+                         "cohort folder with --out DIR (DIR/<case>/prediction.json; resumable; ages from clinical.csv)")
     predict.add_argument("--dicom-out", help="for a DICOM study: write a DICOM SEG of the tumour and an SR measurement "
                          "report (TID 1500) into this new folder")
     predict.add_argument("--dlr-model", help="DLR bundle (default: the shipped one)")
@@ -722,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--labels", help="when the case has no _seg: write the CNN's tumour labels here "
                          "(the T1c's original geometry), e.g. SEG.nii.gz")
     _add_series_option(predict)
+    _add_cluster_options(predict, "cases (cohort input)")
     predict.set_defaults(run=_predict)
 
     demo = commands.add_parser("demo", help="the whole pipeline on a fresh phantom cohort -> report.html")
@@ -732,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "radiomics baseline: a first try in minutes")
     demo.add_argument("--seed", type=non_negative_int, default=0, help="phantom and model seed (default 0)")
     demo.add_argument("--workers", type=positive_int, help="parallel processes (default: one per core, max 4)")
+    _add_scheduler_option(demo)
     demo.set_defaults(run=_demo)
 
     web = commands.add_parser("web", help="the workflow as a web app in the browser (trame-slicer; pip install 'idhpredictor[web]')")
@@ -759,11 +804,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        if hasattr(args, "series"):
-            with study_input(args):
+        from .compute import scheduler_address, use_scheduler
+
+        address = scheduler_address(args.scheduler) if hasattr(args, "scheduler") else None
+        with use_scheduler(address, cluster_paths(args) if address else ()):
+            if hasattr(args, "series"):
+                with study_input(args):
+                    args.run(args)
+            else:
                 args.run(args)
-        else:
-            args.run(args)
     except InputError as error:
         print(f"idh-predictor: error: {error}", file=sys.stderr)
         return 2

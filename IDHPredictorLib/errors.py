@@ -17,3 +17,7 @@ class InputError(ValueError):
         self.fix = fix
         where = f"{self.path}: " if self.path is not None else ""
         super().__init__(f"{where}{problem}. {fix}")
+
+    def __reduce__(self) -> tuple:
+        """Pickled with its parts, so that it crosses from a worker process or a Dask worker intact."""
+        return type(self), (self.path, self.problem, self.fix)

@@ -13,11 +13,13 @@ from types import ModuleType
 
 import numpy as np
 
+from ..compute import all_succeeded, map_cases
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from ..io.case import read_case
+from ..io.case import find_case_files, read_case
 from ..segmentation import data as network_data
 from ..segmentation import network as network_code
+from ..segmentation.inference import loaded_model
 from ..segmentation.model_bundle import WEIGHTS, SegmentationModel
 from . import descriptors as descriptor_code
 from .descriptors import DescriptorOptions, deep_descriptors
@@ -54,6 +56,12 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
+def case_fingerprint(case_dir: Path, roles: Sequence[str]) -> str:
+    """``files_fingerprint`` of the files a case has for ``roles`` (e.g. modalities and ``seg``)."""
+    _, files = find_case_files(case_dir)
+    return files_fingerprint([files[role] for role in roles if role in files])
+
+
 class DescriptorCache:
     """``<folder>/<key>-code<code version>/<case id>.npz`` holding one array per layer and the
     inputs' fingerprint."""
@@ -79,34 +87,47 @@ class DescriptorCache:
                 np.savez(handle, fingerprint=np.array(fingerprint), **descriptors)
 
 
-def case_descriptors(model: SegmentationModel, model_folder: Path, case_dir: Path, layers: Sequence[str],
-                     options: DescriptorOptions, cache: DescriptorCache | None) -> dict[str, np.ndarray]:
-    """Descriptors of one labelled case folder (its ``_seg`` is the tumour mask), from cache if valid."""
+def cached_cohort(cache: DescriptorCache | None, case_dirs: Sequence[Path], fingerprints: Sequence[str],
+                  fields: Sequence[str], compute: Callable[..., dict[str, np.ndarray]], arguments: Sequence[tuple],
+                  what: str, workers: int = 1, progress: Callable[[int, int], None] | None = None) -> list[dict[str, np.ndarray]]:
+    """Per case, ``fields`` from the cache when its inputs are unchanged, else ``compute(*arguments[i])``
+    (run by ``compute.map_cases``: here, in local processes or on the cluster); this process is the
+    one writer of the cache. A failing case is reported with the others' results kept in the cache."""
+    case_ids = [find_case_files(d)[0] for d in case_dirs]
+    stored = [cache.load(c, f, fields) if cache else None for c, f in zip(case_ids, fingerprints)]
+    missing = [i for i, entry in enumerate(stored) if entry is None]
+    offset = len(case_dirs) - len(missing)
+    computed = map_cases(compute, [arguments[i] for i in missing], [case_ids[i] for i in missing], workers,
+                         (lambda done, total: progress(offset + done, len(case_dirs))) if progress else None)
+    for i, result in zip(missing, computed):
+        stored[i] = result
+        if cache is not None and isinstance(result, dict):
+            cache.save(case_ids[i], fingerprints[i], result)
+    if progress and not missing:
+        progress(len(case_dirs), len(case_dirs))
+    return all_succeeded(stored, what)
+
+
+def case_descriptors(model_folder: str, case_dir: Path, layers: tuple[str, ...],
+                     options: DescriptorOptions) -> dict[str, np.ndarray]:
+    """Descriptors of one labelled case folder (its ``_seg`` is the tumour mask); a task of ``cached_cohort``."""
+    model = loaded_model(model_folder)
     case = read_case(case_dir, model.modalities, labels=True, dsc=False)
     if case.labels is None:
         raise InputError(case_dir, "has no tumour mask (<id>_seg.nii.gz)",
                          f"Segment it first: idh-predictor segment {case_dir} --out {case_dir}/{case.case_id}_seg.nii.gz")
-    inputs = [case.files[m] for m in model.modalities] + [case.files["seg"]]
-    fingerprint = files_fingerprint(inputs)
-    if cache is not None:
-        cached = cache.load(case.case_id, fingerprint, layers)
-        if cached is not None:
-            return cached
-    descriptors = deep_descriptors(model.network, model.modalities, case, case.labels, tuple(layers), options)
-    if cache is not None:
-        cache.save(case.case_id, fingerprint, descriptors)
-    return descriptors
+    return deep_descriptors(model.network, model.modalities, case, case.labels, layers, options)
 
 
 def cohort_descriptors(model: SegmentationModel, model_folder: Path, case_dirs: Sequence[Path],
                        layers: Sequence[str], options: DescriptorOptions, cache_dir: Path | None,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, list[np.ndarray]]:
-    """Descriptors of every case, per layer, in ``case_dirs`` order."""
+    """Descriptors of every case, per layer, in ``case_dirs`` order (one case at a time here, as the
+    CNN uses every core; one case per worker on a cluster)."""
     cache = DescriptorCache(cache_dir, model_key(model, model_folder, options), code_version(*DESCRIPTOR_CODE)) if cache_dir else None
-    result: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-    for done, case_dir in enumerate(case_dirs):
-        for layer, descriptors in case_descriptors(model, model_folder, case_dir, layers, options, cache).items():
-            result[layer].append(descriptors)
-        if progress:
-            progress(done + 1, len(case_dirs))
-    return result
+    fingerprints = [case_fingerprint(d, (*model.modalities, "seg")) for d in case_dirs]
+    folder = str(Path(model_folder).resolve())
+    per_case = cached_cohort(cache, case_dirs, fingerprints, layers, case_descriptors,
+                             [(folder, Path(d), tuple(layers), options) for d in case_dirs], "deep descriptors",
+                             progress=progress)
+    return {layer: [descriptors[layer] for descriptors in per_case] for layer in layers}

@@ -14,7 +14,8 @@ import numpy as np
 from joblib import delayed
 from sklearn.metrics import roc_auc_score
 
-from ..validation.crossval import ordered_results, take
+from ..compute import ordered_results
+from ..validation.crossval import take
 from ..validation.permutation import DEFAULT_SHUFFLES, null_summary
 from ..validation.splits import Split, repeated_kfold
 from .fisher import FisherVectorEncoder

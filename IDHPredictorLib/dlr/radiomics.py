@@ -9,15 +9,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..io.case import find_case_files, read_case
-from .cache import DescriptorCache, code_version, files_fingerprint
+from ..io.case import read_case
+from .cache import DescriptorCache, cached_cohort, case_fingerprint, code_version
 from .descriptors import tumour_mask
 
 # Intensities are z-scored by pyradiomics (normalize, scale 100) so that one bin width suits all
@@ -64,34 +62,27 @@ def case_radiomics(case_dir: Path, modality: str) -> tuple[list[str], np.ndarray
     return names, np.asarray(values, dtype=np.float64)
 
 
-def _cached_case(args: tuple[Path, str, Path | None, str]) -> tuple[list[str], np.ndarray]:
-    """One modality of one case, from the cache when its files are unchanged."""
-    case_dir, modality, cache_dir, key = args
-    case_id, files = find_case_files(case_dir)
-    fingerprint = files_fingerprint([files[role] for role in (modality, "seg") if role in files])
-    cache = DescriptorCache(cache_dir, f"{key}-{modality}", code_version(sys.modules[__name__])) if cache_dir else None
-    if cache is not None:
-        stored = cache.load(case_id, fingerprint, ("names", "values"))
-        if stored is not None:
-            return [str(n) for n in stored["names"]], stored["values"]
-    names, values = case_radiomics(case_dir, modality)
-    if cache is not None:
-        cache.save(case_id, fingerprint, {"names": np.array(names), "values": values})
-    return names, values
+def _case_modalities(case_dir: Path, modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every modality's features of one case, as arrays for the cache; a task of ``cached_cohort``."""
+    result = {}
+    for modality in modalities:
+        names, values = case_radiomics(case_dir, modality)
+        result[f"{modality}_names"], result[f"{modality}_values"] = np.array(names), values
+    return result
 
 
 def cohort_radiomics(case_dirs: Sequence[Path], modalities: Sequence[str], cache_dir: Path | None,
                      workers: int = 1, progress: Callable[[int, int], None] | None = None) -> tuple[list[str], np.ndarray]:
     """Feature matrix (patients x features) of a cohort: each modality's features (shape once),
-    cached per case and modality, computed in ``workers`` processes."""
-    key = settings_key()
-    jobs = [(Path(d), modality, cache_dir, key) for d in case_dirs for modality in modalities]
-    results: list[tuple[list[str], np.ndarray]] = []
-    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-        for row in (pool.map(_cached_case, jobs) if pool else map(_cached_case, jobs)):
-            results.append(row)
-            if progress:
-                progress(len(results), len(jobs))
+    cached per case, computed in ``workers`` processes (or on the cluster)."""
+    modalities = tuple(modalities)
+    cache = DescriptorCache(cache_dir, f"{settings_key()}-{'-'.join(modalities)}", code_version(sys.modules[__name__])) \
+        if cache_dir else None
+    fingerprints = [case_fingerprint(d, (*modalities, "seg")) for d in case_dirs]
+    fields = [f"{m}_{part}" for m in modalities for part in ("names", "values")]
+    per_case = cached_cohort(cache, case_dirs, fingerprints, fields, _case_modalities,
+                             [(Path(d), modalities) for d in case_dirs], "radiomics features", workers, progress)
+    results = [([str(n) for n in case[f"{m}_names"]], case[f"{m}_values"]) for case in per_case for m in modalities]
     names: list[str] | None = None
     rows = []
     for index, case_dir in enumerate(case_dirs):

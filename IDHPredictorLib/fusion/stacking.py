@@ -23,7 +23,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..validation.crossval import fold_scores, ordered_results
+from ..compute import ordered_results
+from ..validation.crossval import fold_scores
 from ..validation.splits import Split
 
 

@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..compute import all_succeeded, map_cases
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.cohort import cohort_record, read_cohort
@@ -64,19 +65,23 @@ class CohortPerfusion:
     statistics: list[dict[str, float | None]]
 
 
-def analyse_cohort(folders: list[Path], progress: Callable[[int, int], None] | None = None) -> CohortPerfusion:
-    """Analyse every case's DSC series (a case without one is an error naming it)."""
-    curves, statistics = [], []
-    for done, folder in enumerate(folders):
-        case = read_perfusion_case(folder)
-        analysis = analyse_dsc(case.dsc, case.labels, case.reference)
-        curves.append(patient_curves(analysis))
-        # each series' DSC verdicts stay beside its rCBV (patterns.json) and are counted in the report
-        statistics.append({**analysis.statistics, "dsc_quality": analysis.quality.verdict,
-                           "dsc_flags": [c.name for c in analysis.quality.problems()]})
-        if progress:
-            progress(done + 1, len(folders))
-    return CohortPerfusion(curves, np.stack([sliding_windows(c.curves) for c in curves]), statistics)
+def analyse_case(folder: Path) -> tuple[PatientCurves, dict[str, object]]:
+    """One case's DSC analysis: its curves and conventional statistics (with its DSC verdicts)."""
+    case = read_perfusion_case(folder)
+    analysis = analyse_dsc(case.dsc, case.labels, case.reference)
+    # each series' DSC verdicts stay beside its rCBV (patterns.json) and are counted in the report
+    return patient_curves(analysis), {**analysis.statistics, "dsc_quality": analysis.quality.verdict,
+                                      "dsc_flags": [c.name for c in analysis.quality.problems()]}
+
+
+def analyse_cohort(folders: list[Path], progress: Callable[[int, int], None] | None = None,
+                   workers: int = 1) -> CohortPerfusion:
+    """Analyse every case's DSC series, in ``workers`` processes or on the cluster; cases without
+    a usable series are named together once the others are done."""
+    results = all_succeeded(map_cases(analyse_case, [(Path(f),) for f in folders], [Path(f).name for f in folders],
+                                      workers, progress), "DSC analysis")
+    curves = [c for c, _ in results]
+    return CohortPerfusion(curves, np.stack([sliding_windows(c.curves) for c in curves]), [s for _, s in results])
 
 
 def dsc_quality_counts(statistics: list[dict]) -> dict[str, object]:
@@ -107,7 +112,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
                          "Give 20 or more shuffles, or leave the option out")
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
-    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
+    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"), settings.workers)
     age = np.array([c.age for c in cases])
     baselines = {"age + mean rCBV": np.column_stack([age, [s["rcbv_mean"] for s in cohort.statistics]]),
                  "age + enhancement": np.column_stack([age, [float(c.present[0]) for c in cohort.curves]])}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ..validation.crossval import ordered_results
+from ..compute import ordered_results
 from ..validation.permutation import null_summary
 from ..validation.splits import Split
 from .training import LstmTraining, fold_jobs

@@ -15,9 +15,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from ..compute import ordered_results
 from ..segmentation.inference import choose_device
 from ..validation.calibration import logit
-from ..validation.crossval import ordered_results
 from ..validation.splits import Split
 from .network import AttentionLSTM, LstmArchitecture
 

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..bundle import provenance
+from ..compute import all_succeeded, map_cases
 from ..io.atomic import atomic_directory, atomic_path
 from ..io.cohort import PHANTOM_RECORD
 from .anatomy import BRATS_GRID, SMALL_GRID, deformed_anatomy
@@ -155,7 +155,8 @@ def generate_cohort(out_dir: str | Path, options: PhantomOptions, progress: Call
     """Write the cohort to ``out_dir`` (replaced all-or-nothing) and return its path; beside the
     cases, ``clinical.csv`` and ``phantom.json`` (the options and the code that made them).
 
-    Patients are simulated in ``workers`` processes (default: one per core, at most 4); each
+    Patients are simulated on the Dask cluster when one is in use (``compute.use_scheduler``),
+    else in ``workers`` processes (default: one per core, at most 4); each
     has its own random streams, so the bytes do not depend on the number of workers.
     ``progress(done, total)`` is called after each patient.
     """
@@ -164,18 +165,8 @@ def generate_cohort(out_dir: str | Path, options: PhantomOptions, progress: Call
     workers = default_workers() if workers is None else workers
     with atomic_directory(out_dir) as tmp:
         jobs = [(options, index, traits, tmp / str(row["case_id"])) for index, (traits, row) in enumerate(table)]
-        if workers <= 1:
-            for done, job in enumerate(jobs, start=1):
-                _simulate_and_write(*job)
-                if progress is not None:
-                    progress(done, len(jobs))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_simulate_and_write, *job) for job in jobs]
-                for done, future in enumerate(as_completed(futures), start=1):
-                    future.result()
-                    if progress is not None:
-                        progress(done, len(jobs))
+        all_succeeded(map_cases(_simulate_and_write, jobs, [job[3].name for job in jobs], workers, progress),
+                      "the phantom cohort")
         _write_clinical(tmp / "clinical.csv", table)
         record = {"generator": "IDHPredictor digital phantom", "options": asdict(options), "provenance": provenance()}
         (tmp / PHANTOM_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from tqdm import tqdm
 
 from ..errors import InputError
 
@@ -47,44 +47,55 @@ def evaluate_files(prediction: str | Path, reference: str | Path) -> dict[str, d
     return region_metrics(predicted_labels, sitk.GetArrayFromImage(truth))
 
 
+def evaluate_case(bundle: str, folder: Path) -> dict[str, object] | None:
+    """One labelled case's row of ``evaluate_cohort`` (None for a folder without images or labels)."""
+    from ..io.images import has_image_suffix
+    from ..preprocessing.prepare import prepare_case_folder
+    from .inference import loaded_model, segment_prepared
+
+    if not any(has_image_suffix(entry) for entry in folder.iterdir()):
+        return None  # not a case folder (e.g. a nested collection of cases)
+    model = loaded_model(bundle)
+    prepared = prepare_case_folder(folder, model.modalities)
+    if prepared.case.labels is None:
+        return None
+    reference = sitk.GetArrayFromImage(prepared.case.labels)
+    started = time.perf_counter()
+    try:
+        result = segment_prepared(model, prepared)
+        predicted, quality = sitk.GetArrayFromImage(result.prepared_labels), "; ".join(
+            c.line() for c in result.quality.problems()) or "pass"
+    except InputError as refusal:  # a quality-control refusal is the model's answer: no mask, scored as empty
+        predicted, quality = np.zeros_like(reference), f"refused: {refusal}"
+    seconds = time.perf_counter() - started
+    metrics = region_metrics(predicted, reference)
+    return {"case_id": prepared.case.case_id, "input": prepared.input_kind.value,
+            **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()},
+            "segmentation_s": round(seconds, 1), "quality": quality}
+
+
 def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | Path,
-                    record_as: str | None = None) -> dict:
+                    record_as: str | None = None, progress: Callable[[int, int], None] | None = None,
+                    workers: int = 1) -> dict:
     """Segment every labelled case of a folder of cases with ``bundle``; write per-case CSV and
     summary JSON to ``out_dir``; optionally record the summary in the bundle's model.json.
 
     ``cohort_dir`` may be a phantom cohort or any folder of BraTS-layout case folders (such as
     ../shared/realdata); clinical.csv is not needed. A case the quality control refuses counts as
     an empty mask, and its row says why. Each row gives the seconds segmentation and its checks took.
+    Cases run on the cluster when one is in use, else in ``workers`` processes; a case that fails
+    (unreadable files) is named once the others are done.
     """
     from ..bundle import update_bundle_metrics
+    from ..compute import all_succeeded, map_cases
     from ..io.atomic import atomic_path
     from ..io.cohort import case_folders
-    from ..io.images import has_image_suffix
-    from ..preprocessing.prepare import prepare_case_folder
-    from .inference import choose_device, segment_prepared
-    from .model_bundle import load_model
 
-    model = load_model(bundle, choose_device())
-    rows = []
-    for folder in tqdm(case_folders(cohort_dir), desc=f"evaluating {Path(bundle).name}", unit="case"):
-        if not any(has_image_suffix(entry) for entry in folder.iterdir()):
-            continue  # not a case folder (e.g. a nested collection of cases)
-        prepared = prepare_case_folder(folder, model.modalities)
-        if prepared.case.labels is None:
-            continue
-        reference = sitk.GetArrayFromImage(prepared.case.labels)
-        started = time.perf_counter()
-        try:
-            result = segment_prepared(model, prepared)
-            predicted, quality = sitk.GetArrayFromImage(result.prepared_labels), "; ".join(
-                c.line() for c in result.quality.problems()) or "pass"
-        except InputError as refusal:  # a quality-control refusal is the model's answer: no mask, scored as empty
-            predicted, quality = np.zeros_like(reference), f"refused: {refusal}"
-        seconds = time.perf_counter() - started
-        metrics = region_metrics(predicted, reference)
-        rows.append({"case_id": prepared.case.case_id, "input": prepared.input_kind.value,
-                     **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()},
-                     "segmentation_s": round(seconds, 1), "quality": quality})
+    folders = case_folders(cohort_dir)
+    bundle_path = str(Path(bundle).resolve())
+    results = all_succeeded(map_cases(evaluate_case, [(bundle_path, f) for f in folders], [f.name for f in folders],
+                                      workers, progress), f"evaluating {Path(bundle).name}")
+    rows = [row for row in results if row is not None]
     if not rows:
         raise InputError(cohort_dir, "has no case with a label map", "Evaluation needs <id>_seg label maps")
     summary = {"cohort": str(cohort_dir), "cases": len(rows), "model": str(bundle),

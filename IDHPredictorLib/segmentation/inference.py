@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,7 +21,7 @@ from ..preprocessing.prepare import PreparedCase
 from ..quality import QualityReport
 from .checks import check_flair_t1ce_contrast, check_flair_t1ce_order, check_intensities, check_tumour
 from .data import NetworkInput, axial_case, network_input, pad_for_patches
-from .model_bundle import SegmentationModel
+from .model_bundle import SegmentationModel, load_model
 from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
 from .postprocess import postprocess
 
@@ -30,6 +31,18 @@ def choose_device(preference: str = "auto") -> torch.device:
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(preference)
+
+
+_LOADED: dict[str, tuple[tuple, SegmentationModel]] = {}
+
+
+def loaded_model(bundle: str) -> SegmentationModel:
+    """The bundle at ``bundle`` (an absolute path) on this process's best device, loaded again
+    only when its files change: a worker that runs many cases' tasks loads each model once."""
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(Path(bundle).iterdir()))
+    if bundle not in _LOADED or _LOADED[bundle][0] != stamp:
+        _LOADED[bundle] = (stamp, load_model(bundle, choose_device()))
+    return _LOADED[bundle][1]
 
 
 @torch.no_grad()

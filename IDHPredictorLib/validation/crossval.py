@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import delayed
 
+from ..compute import ordered_results
 from .splits import Split
 
 
 def take(X: Sequence | np.ndarray, index: np.ndarray) -> Sequence | np.ndarray:
     """Rows ``index`` of a feature matrix or of a per-patient list (e.g. descriptor arrays)."""
     return X[index] if isinstance(X, np.ndarray) else [X[i] for i in index]
-
-
-def ordered_results(jobs: list, workers: int = 1) -> Iterator:
-    """The results of ``jobs`` (joblib ``delayed`` calls) in their order, computed in ``workers``
-    processes when more than one; lazily, so that progress can be shown as each one finishes."""
-    if workers > 1:
-        return Parallel(n_jobs=workers, return_as="generator")(jobs)
-    return (function(*args, **kwargs) for function, args, kwargs in jobs)
 
 
 def fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarray, y: np.ndarray, train: np.ndarray,
@@ -37,8 +30,8 @@ def out_of_fold_scores(make_model: Callable[[], object], X: Sequence | np.ndarra
                        splits: list[Split], progress: Callable[[int, int], None] | None = None,
                        workers: int = 1) -> np.ndarray:
     """Decision score of every tested sample from the model of the fold that held it out (NaN for
-    samples no fold tests, e.g. the training side of a temporal split). Folds run in ``workers``
-    processes (joblib) when more than one."""
+    samples no fold tests, e.g. the training side of a temporal split). Folds run on the Dask
+    cluster when one is in use (``compute.use_scheduler``), else in ``workers`` local processes."""
     y = np.asarray(y)
     scores = np.full(len(y), np.nan)
     jobs = [delayed(fold_scores)(make_model, X, y, train, test) for train, test in splits]

@@ -1,0 +1,128 @@
+"""``segment COHORT --out DIR`` and ``predict COHORT --out DIR``: the one-case command on every case
+of a cohort, here or on a Dask cluster, resumable.
+
+Each case's outputs are written into ``DIR/<case>/`` all-or-nothing, ending with ``done.json``
+(the inputs' fingerprint and the options), so a second run skips every case whose inputs and
+options are unchanged, and a run stopped midway (or a worker lost) leaves no half-written case.
+A failing case is named with its error in ``DIR/batch.json`` while the others complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .compute import TaskError, failures_of, map_cases
+from .io.atomic import atomic_directory, atomic_path
+from .io.case import find_case_files
+from .io.cohort import case_folders, read_clinical
+from .io.images import has_image_suffix
+
+DONE = "done.json"
+SUMMARY = "batch.json"
+
+
+def is_cohort(path: str | Path) -> bool:
+    """A folder of case folders (no images of its own, at least one subfolder with images)."""
+    path = Path(path)
+    if not path.is_dir() or any(has_image_suffix(e) for e in path.iterdir() if e.is_file()):
+        return False
+    return any(any(has_image_suffix(e) for e in folder.iterdir()) for folder in case_folders(path))
+
+
+def _case_key(case_dir: Path, command: str, options: dict) -> str:
+    """Fingerprint of a case's input files and the command's options: unchanged means done."""
+    from .dlr.cache import files_fingerprint
+
+    _, files = find_case_files(case_dir)
+    text = json.dumps({"command": command, "options": options, "inputs": files_fingerprint(list(files.values()))},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _segment_into(case_dir: Path, folder: Path, final: Path, options: dict, _age: float | None) -> dict[str, object]:
+    from .case_commands import SegmentOptions, segment_case
+
+    case_id, _ = find_case_files(case_dir)
+    labels = f"{case_id}_seg.nii.gz"
+    record, _ = segment_case(case_dir, folder / labels, folder / f"{case_id}_seg.report.json",
+                             SegmentOptions(**options), labels_named=final / labels)
+    return {"verdict": record["quality"]["verdict"]}
+
+
+def _predict_into(case_dir: Path, folder: Path, _final: Path, options: dict, age: float | None) -> dict[str, object]:
+    from .case_commands import PredictOptions, predict_case
+
+    case_id, files = find_case_files(case_dir)
+    predict = PredictOptions(**options)
+    perfusion = predict.perfusion_model is not None
+    result = predict_case(case_dir, predict, age, folder / f"{case_id}_cnn_seg.nii.gz",
+                          folder / "attention.png" if perfusion else None, folder / "rcbv.nii.gz" if perfusion else None)
+    (folder / "prediction.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    answer = result.get("fusion") or result.get("dlr") or result.get("perfusion") or {}
+    return {key: answer.get(key) for key in ("idh_mutant_probability", "predicted_class")}
+
+
+# (case folder, folder to write into, its final path, options, age) -> summary for done.json
+TASKS: dict[str, Callable[[Path, Path, Path, dict, float | None], dict[str, object]]] = {
+    "segment": _segment_into, "predict": _predict_into}
+
+
+def _run_case(command: str, case_dir: Path, out: Path, options: dict, age: float | None, key: str) -> dict[str, object]:
+    """One case into ``out`` (all-or-nothing; ``done.json`` last): a task of ``map_cases``."""
+    with atomic_directory(out) as tmp:
+        summary = TASKS[command](case_dir, tmp, out, options, age)
+        (tmp / DONE).write_text(json.dumps({"key": key, "command": command, "case": str(case_dir), "options": options,
+                                            "summary": summary}, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did: cases computed now, cases skipped as already done, failures."""
+
+    out: Path
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[TaskError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "out": str(self.out), "failures": [f.as_dict() for f in self.failures]}
+
+
+def _done(out: Path, key: str) -> bool:
+    try:
+        return json.loads((out / DONE).read_text(encoding="utf-8"))["key"] == key
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def run_batch(command: str, cohort_dir: str | Path, out_dir: str | Path, options: dict, workers: int = 1,
+              progress: Callable[[int, int], None] | None = None, ages_needed: bool = False) -> BatchSummary:
+    """``command`` ("segment" or "predict") on every case of ``cohort_dir`` into ``out_dir/<case>``,
+    skipping cases done with the same inputs and options. ``ages_needed``: the fused answer takes
+    each patient's age from the cohort's clinical.csv."""
+    cohort_dir, out_dir = Path(cohort_dir).resolve(), Path(out_dir).resolve()  # absolute: workers may run elsewhere
+    folders = [f for f in case_folders(cohort_dir) if any(has_image_suffix(e) for e in f.iterdir())]
+    ages: dict[str, float] = {}
+    if ages_needed:
+        ages = {case_id: float(row["age"]) for case_id, row in read_clinical(cohort_dir / "clinical.csv").items()}
+    summary = BatchSummary(out_dir)
+    todo = []
+    for folder in folders:
+        case_id, _ = find_case_files(folder)
+        key = _case_key(folder, command, options)
+        if _done(out_dir / case_id, key):
+            summary.skipped.append(case_id)
+        else:
+            todo.append((case_id, (command, folder, out_dir / case_id, options, ages.get(case_id), key)))
+    results = map_cases(_run_case, [args for _, args in todo], [case_id for case_id, _ in todo], workers, progress)
+    summary.failures = failures_of(results)
+    failed = {f.label for f in summary.failures}
+    summary.computed = [case_id for case_id, _ in todo if case_id not in failed]
+    with atomic_path(out_dir / SUMMARY) as tmp:
+        tmp.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary
