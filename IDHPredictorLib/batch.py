@@ -1,5 +1,6 @@
-"""``segment COHORT --out DIR`` and ``predict COHORT --out DIR``: the one-case command on every case
-of a cohort, here or on a Dask cluster, resumable.
+"""``preprocess``, ``segment`` and ``predict`` with ``COHORT --out DIR``: the one-case command on
+every case of a cohort, here or on a Dask cluster, resumable. (``preprocess`` makes ``DIR`` a
+cohort itself: BraTS-layout case folders and the input's clinical.csv.)
 
 Each case's outputs are written into ``DIR/<case>/`` all-or-nothing, ending with ``done.json``
 (the inputs' fingerprint and the options), so a second run skips every case whose inputs and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,9 +68,19 @@ def _predict_into(case_dir: Path, folder: Path, _final: Path, options: dict, age
     return {key: answer.get(key) for key in ("idh_mutant_probability", "predicted_class")}
 
 
+def _preprocess_into(case_dir: Path, folder: Path, _final: Path, options: dict, _age: float | None) -> dict[str, object]:
+    from .preprocessing.prepare import prepare_case_folder, write_prepared
+    from .segmentation.model_bundle import find_case_roles
+
+    modalities = tuple(options["modalities"] or sorted(find_case_roles(case_dir)))
+    prepared = prepare_case_folder(case_dir, modalities, options["mode"])
+    write_prepared(prepared, folder)
+    return {"input_kind": prepared.input_kind.value, "verdict": prepared.quality.verdict}
+
+
 # (case folder, folder to write into, its final path, options, age) -> summary for done.json
 TASKS: dict[str, Callable[[Path, Path, Path, dict, float | None], dict[str, object]]] = {
-    "segment": _segment_into, "predict": _predict_into}
+    "preprocess": _preprocess_into, "segment": _segment_into, "predict": _predict_into}
 
 
 def _run_case(command: str, case_dir: Path, out: Path, options: dict, age: float | None, key: str) -> dict[str, object]:
@@ -88,6 +100,7 @@ class BatchSummary:
     computed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[TaskError] = field(default_factory=list)
+    not_cases: list[str] = field(default_factory=list)  # subfolders without images (e.g. nested collections)
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "out": str(self.out), "failures": [f.as_dict() for f in self.failures]}
@@ -102,15 +115,15 @@ def _done(out: Path, key: str) -> bool:
 
 def run_batch(command: str, cohort_dir: str | Path, out_dir: str | Path, options: dict, workers: int = 1,
               progress: Callable[[int, int], None] | None = None, ages_needed: bool = False) -> BatchSummary:
-    """``command`` ("segment" or "predict") on every case of ``cohort_dir`` into ``out_dir/<case>``,
+    """``command`` ("preprocess", "segment" or "predict") on every case of ``cohort_dir`` into ``out_dir/<case>``,
     skipping cases done with the same inputs and options. ``ages_needed``: the fused answer takes
     each patient's age from the cohort's clinical.csv."""
     cohort_dir, out_dir = Path(cohort_dir).resolve(), Path(out_dir).resolve()  # absolute: workers may run elsewhere
     folders = [f for f in case_folders(cohort_dir) if any(has_image_suffix(e) for e in f.iterdir())]
+    summary = BatchSummary(out_dir, not_cases=[f.name for f in case_folders(cohort_dir) if f not in folders])
     ages: dict[str, float] = {}
     if ages_needed:
         ages = {case_id: float(row["age"]) for case_id, row in read_clinical(cohort_dir / "clinical.csv").items()}
-    summary = BatchSummary(out_dir)
     todo = []
     for folder in folders:
         case_id, _ = find_case_files(folder)
@@ -123,6 +136,9 @@ def run_batch(command: str, cohort_dir: str | Path, out_dir: str | Path, options
     summary.failures = failures_of(results)
     failed = {f.label for f in summary.failures}
     summary.computed = [case_id for case_id, _ in todo if case_id not in failed]
+    if command == "preprocess" and (cohort_dir / "clinical.csv").exists():
+        with atomic_path(out_dir / "clinical.csv") as tmp:
+            shutil.copyfile(cohort_dir / "clinical.csv", tmp)
     with atomic_path(out_dir / SUMMARY) as tmp:
         tmp.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
     return summary

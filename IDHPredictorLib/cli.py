@@ -127,6 +127,9 @@ def _preprocess(args: argparse.Namespace) -> None:
     from .preprocessing.prepare import prepare_case_folder, write_prepared
     from .segmentation.model_bundle import find_case_roles
 
+    if _is_cohort(args.case_dir):
+        return _run_batch(args, "preprocess", {"modalities": args.modalities, "mode": args.mode})
+
     check_output_paths(args.case_dir, [], folders=(Path(args.out),))
     check_output_folder(Path(args.out), replaced_if_marked="*_preprocessing.json")
     modalities = tuple(args.modalities) if args.modalities else tuple(sorted(find_case_roles(args.case_dir)))
@@ -195,14 +198,14 @@ def _is_cohort(path: str) -> bool:
 
 
 def _run_batch(args: argparse.Namespace, command: str, options: object) -> None:
-    """``segment``/``predict`` over a cohort: every case into ``--out DIR/<case>/``, resumable."""
-    from dataclasses import asdict
+    """``preprocess``/``segment``/``predict`` over a cohort: every case into ``--out DIR/<case>/``, resumable."""
+    from dataclasses import asdict, is_dataclass
 
     from .batch import SUMMARY, run_batch
 
     out = Path(args.out)
     check_output_folder(out)
-    settings = asdict(options)
+    settings = asdict(options) if is_dataclass(options) else dict(options)
     for key in ("model", "dlr_model", "fusion_model", "perfusion_model"):
         if settings.get(key):
             settings[key] = str(Path(settings[key]).resolve())
@@ -210,6 +213,8 @@ def _run_batch(args: argparse.Namespace, command: str, options: object) -> None:
                         ages_needed=bool(settings.get("fusion_model")))
     print(f"{command}: {len(summary.computed)} cases done now, {len(summary.skipped)} already done (skipped), "
           f"{len(summary.failures)} failed; outputs in {out}/<case>/, summary {out / SUMMARY}")
+    if summary.not_cases:
+        print(f"  left out (no images, not case folders): {', '.join(summary.not_cases)}", file=sys.stderr)
     for failure in summary.failures:
         print(f"  failed {failure.label}: {failure.message}", file=sys.stderr)
     if summary.failures:
@@ -620,13 +625,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     prep = commands.add_parser("preprocess", help="raw or normalised scans -> BraTS-ready case: brain detection, "
                                "reorientation, co-registration, skull stripping, N4, 1 mm resampling")
-    prep.add_argument("case_dir", help="case folder, or a DICOM study folder")
-    prep.add_argument("--out", required=True, help="output case folder (BraTS layout + <id>_brainmask + <id>_preprocessing.json)")
+    prep.add_argument("case_dir", help="case folder, a DICOM study folder, or a cohort folder (every case, resumable)")
+    prep.add_argument("--out", required=True, help="output case folder (BraTS layout + <id>_brainmask + <id>_preprocessing.json); "
+                      "for a cohort, a cohort folder (one such folder per case, clinical.csv copied, batch.json)")
     prep.add_argument("--modalities", nargs="+", choices=("t1", "t1ce", "t2", "flair"),
                       help="series to process (default: all the case has)")
     prep.add_argument("--mode", choices=("auto", "always"), default="auto",
                       help="auto: the whole chain only when the input needs it (skull, thick slices, several grids)")
     _add_series_option(prep)
+    _add_cluster_options(prep, "cases (cohort input)")
     prep.set_defaults(run=_preprocess)
 
     train = commands.add_parser("train-segmentation", help="train the segmentation CNN on a labelled cohort")

@@ -103,6 +103,13 @@ def performance_section(results: Path = RESULTS) -> str:
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in raw_run["steps_s"].items())
         lines.append(f"| Raw scans to tumour mask, real TCGA-FG-6692 {raw_name} (bench_raw_inputs.py, {raw['date']}) | "
                      f"{raw_run['total_s']:.0f} s ({steps}) | {ready_name} {ready_run['total_s']:.0f} s |")
+    cluster_path = results / "cluster.json"
+    if cluster_path.exists():
+        cluster = json.loads(cluster_path.read_text(encoding="utf-8"))
+        lines.append(f"| Cohort segmentation on Dask, {cluster['cases']} small cases (bench_cluster.py) | 2 workers "
+                     f"{cluster['workers_2_s']:.1f} s, 1 worker {cluster['workers_1_s']:.1f} s "
+                     f"({cluster['workers_1_s'] / cluster['workers_2_s']:.2f}x) | one 2-thread process {cluster['here_s']:.1f} s; "
+                     f"scheduler overhead {cluster['overhead']['cluster_ms']:.1f} ms/task |")
     for name in ("segmentation-flair-t1ce", "segmentation-flair"):
         seconds = _training_seconds(ROOT / "Resources" / "models" / name)
         if seconds is not None:
