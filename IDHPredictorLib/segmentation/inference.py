@@ -33,6 +33,12 @@ def choose_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
+def mixed_precision(device: torch.device, enabled: bool | None = None) -> torch.autocast:
+    """bfloat16 autocast (inference, and the 3-D network's training): by default on CUDA only, where
+    it is the fast path; the tests switch it on for CPU to check the labels stay close to float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if enabled is None else enabled)
+
+
 _LOADED: dict[str, tuple[tuple, SegmentationModel]] = {}
 
 
@@ -47,9 +53,10 @@ def loaded_model(bundle: str) -> SegmentationModel:
 
 @torch.no_grad()
 def dense_scores(model: SegmentationCNN, channels: np.ndarray, z_batch: int = 8,
-                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                 progress: Callable[[int, int], None] | None = None, mixed: bool | None = None) -> np.ndarray:
     """Raw class scores on the stride-4 lattice: (4, z, ceil((y-1)/4)+1, ceil((x-1)/4)+1); entry
-    (k, z, i, j) scores the patch centred on voxel (z, 4i, 4j)."""
+    (k, z, i, j) scores the patch centred on voxel (z, 4i, 4j). ``mixed``: bfloat16 autocast
+    (default: on CUDA only; see ``mixed_precision``)."""
     model.eval()
     device = next(model.parameters()).device
     _, depth, height, width = channels.shape
@@ -59,7 +66,8 @@ def dense_scores(model: SegmentationCNN, channels: np.ndarray, z_batch: int = 8,
     out = None
     for start in range(0, depth, z_batch):
         batch = torch.from_numpy(np.ascontiguousarray(padded[:, start:start + z_batch].transpose(1, 0, 2, 3)))
-        scores = model(batch.to(device)).float().cpu().numpy()  # (b, 4, h, w)
+        with mixed_precision(device, mixed):
+            scores = model(batch.to(device)).float().cpu().numpy()  # (b, 4, h, w)
         if out is None:
             out = np.empty((scores.shape[1], depth, *scores.shape[2:]), np.float32)
         out[:, start:start + len(scores)] = scores.transpose(1, 0, 2, 3)

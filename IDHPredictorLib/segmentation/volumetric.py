@@ -28,7 +28,7 @@ from ..io.cohort import case_folders, cohort_record
 from .augment import TISSUE_CLASSES
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
-from .inference import choose_device
+from .inference import choose_device, mixed_precision
 from .network import CLASS_TO_LABEL
 
 REGIONS = ("whole tumour", "tumour core", "enhancing")
@@ -140,7 +140,7 @@ def predict_regions(network: torch.nn.Module, channels: np.ndarray, crop: int = 
             progress(min(done, total), total)
         return scores
 
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with mixed_precision(device):
         logits = sliding_window_inference(inputs, (crop,) * 3, 1, predictor, overlap=OVERLAP, mode="gaussian")
     probabilities = torch.sigmoid(logits.float())[0].cpu().numpy()
     return probabilities[:, :shape[0], :shape[1], :shape[2]]
@@ -302,7 +302,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
         images, tissue = _sample_crops(cases, rng, options)
         images, tissue = randomise_volume(images, tissue, generator)
         targets = region_targets(tissue)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with mixed_precision(device):
             logits = network(images)
         logits = logits.float()
         loss = dice_loss(logits, targets) + F.binary_cross_entropy_with_logits(logits, targets)

@@ -203,3 +203,24 @@ def test_shipped_default_model_segments_an_unseen_phantom(full_cohort: Path) -> 
     predicted = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
     dice = region_metrics(predicted, sitk.GetArrayFromImage(case.labels))
     assert dice["whole_tumour"]["dice"] > 0.75, dice
+
+
+def test_bfloat16_inference_stays_within_tolerance_of_float32(small_cohort: Path) -> None:
+    """The CUDA fast path (bfloat16 autocast), run on CPU: the shipped model's labels barely move."""
+    from IDHPredictorLib.segmentation.data import axial_case
+    from IDHPredictorLib.segmentation.inference import probabilities_full_resolution
+    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS
+
+    model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
+    case = read_case(case_folders(small_cohort)[0], modalities=model.modalities, dsc=False)
+    data = network_input(axial_case(case, model.modalities), model.modalities, with_labels=False)
+    labels = {}
+    for mixed in (False, True):
+        scores = dense_scores(model.network, data.channels, mixed=mixed)
+        labels[mixed] = probabilities_full_resolution(scores, *data.channels.shape[2:]).argmax(axis=0)[data.brain]
+    agreement = float(np.mean(labels[False] == labels[True]))
+    assert agreement >= 0.995, agreement
+    float32 = dense_scores(model.network, data.channels[:, :4], mixed=False)
+    bfloat16 = dense_scores(model.network, data.channels[:, :4], mixed=True)
+    assert not np.array_equal(float32, bfloat16)  # the autocast path really ran in bfloat16
+    np.testing.assert_allclose(bfloat16, float32, atol=0.05 * float(np.abs(float32).max()))
