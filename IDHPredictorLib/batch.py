@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .compute import TaskError, failures_of, map_cases
+from .errors import InputError
 from .io.atomic import atomic_directory, atomic_path
 from .io.case import find_case_files
 from .io.cohort import case_folders, read_clinical
@@ -58,8 +59,11 @@ def _segment_into(case_dir: Path, folder: Path, final: Path, options: dict, _age
 def _predict_into(case_dir: Path, folder: Path, _final: Path, options: dict, age: float | None) -> dict[str, object]:
     from .case_commands import PredictOptions, predict_case
 
-    case_id, files = find_case_files(case_dir)
+    case_id, _ = find_case_files(case_dir)
     predict = PredictOptions(**options)
+    if predict.fusion_model and age is None:
+        raise InputError(case_dir, "has no age in the cohort's clinical.csv, which the fused answer needs",
+                         "Add the patient's age to clinical.csv")
     perfusion = predict.perfusion_model is not None
     result = predict_case(case_dir, predict, age, folder / f"{case_id}_cnn_seg.nii.gz",
                           folder / "attention.png" if perfusion else None, folder / "rcbv.nii.gz" if perfusion else None)

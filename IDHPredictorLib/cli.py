@@ -69,7 +69,9 @@ def _phantom(args: argparse.Namespace) -> None:
         if args.format == "dicom":
             from .phantom.dicom_study import write_cohort_as_studies
 
-            with tempfile.TemporaryDirectory(prefix="idh-phantom-") as scratch:
+            Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
+            # beside the output, not in /tmp: a cluster's workers write the NIfTI cohort there
+            with tempfile.TemporaryDirectory(prefix=".idh-phantom-", dir=Path(args.out).resolve().parent) as scratch:
                 generate_cohort(Path(scratch) / "cohort", options, workers=args.workers)
                 write_cohort_as_studies(Path(scratch) / "cohort", args.out, options.seed, lambda done, total: bar.update(1))
         else:
@@ -814,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
         from .compute import scheduler_address, use_scheduler
 
         address = scheduler_address(args.scheduler) if hasattr(args, "scheduler") else None
+        if address and args.command in ("preprocess", "segment", "predict") and not _is_cohort(args.case_dir):
+            address = None  # one case: nothing to distribute
         with use_scheduler(address, cluster_paths(args) if address else ()):
             if hasattr(args, "series"):
                 with study_input(args):

@@ -21,7 +21,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +186,14 @@ def _failure(label: str, error: BaseException) -> TaskError:
     return TaskError(label, str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}", details)
 
 
+def _captured(function: Callable, index: int, label: str, args: tuple) -> tuple[int, object]:
+    """(Runs in a local worker process) the case's index and its result, or its ``TaskError``."""
+    try:
+        return index, function(*args)
+    except Exception as error:  # reported per case; the other cases go on
+        return index, _failure(label, error)
+
+
 def map_cases(function: Callable, arguments: Sequence[tuple], labels: Sequence[str], workers: int = 1,
               progress: Callable[[int, int], None] | None = None) -> list:
     """``function(*arguments[i])`` for every case, on the cluster inside ``use_scheduler``, else in
@@ -222,10 +229,12 @@ def map_cases(function: Callable, arguments: Sequence[tuple], labels: Sequence[s
         finally:
             _client.cancel(futures)
     elif workers > 1 and total > 1 and not _inside_cluster_worker():
-        with ProcessPoolExecutor(max_workers=min(workers, total)) as pool:
-            futures = {pool.submit(function, *args): index for index, args in enumerate(arguments)}
-            for future in as_completed(futures):
-                finished(futures[future], future.result)
+        # joblib's loky processes, not a forked pool: a fork after torch has started its threads can deadlock
+        from joblib import Parallel, delayed
+
+        jobs = (delayed(_captured)(function, index, labels[index], args) for index, args in enumerate(arguments))
+        for index, outcome in Parallel(n_jobs=min(workers, total), return_as="generator_unordered")(jobs):
+            finished(index, lambda o=outcome: o)
     else:
         for index, args in enumerate(arguments):
             finished(index, lambda a=args: function(*a))

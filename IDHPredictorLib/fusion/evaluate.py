@@ -67,7 +67,7 @@ def _components(cohort_dir: Path, cases: list, settings: FusionSettings, stage: 
     options = DescriptorOptions(seed=settings.seed)
     descriptors = cohort_descriptors(bank, settings.model, folders, ("conv6",), options, cache_dir,
                                      stage(f"deep descriptors ({'+'.join(bank.modalities)})"))["conv6"]
-    windows = analyse_cohort(folders, stage("DSC analysis"), settings.workers).windows
+    windows = analyse_cohort(folders, stage("DSC analysis")).windows
     age = np.array([[c.age] for c in cases], dtype=float)
     seed, training = settings.seed, settings.training
     dlr = _dlr_settings(settings)

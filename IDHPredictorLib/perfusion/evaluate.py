@@ -76,8 +76,9 @@ def analyse_case(folder: Path) -> tuple[PatientCurves, dict[str, object]]:
 
 def analyse_cohort(folders: list[Path], progress: Callable[[int, int], None] | None = None,
                    workers: int = 1) -> CohortPerfusion:
-    """Analyse every case's DSC series, in ``workers`` processes or on the cluster; cases without
-    a usable series are named together once the others are done."""
+    """Analyse every case's DSC series (on the cluster when one is in use; here by default, as a
+    case takes about half a second); cases without a usable series are named together once the
+    others are done."""
     results = all_succeeded(map_cases(analyse_case, [(Path(f),) for f in folders], [Path(f).name for f in folders],
                                       workers, progress), "DSC analysis")
     curves = [c for c, _ in results]
@@ -112,7 +113,7 @@ def evaluate_perfusion(cohort_dir: Path, out_dir: Path, settings: PerfusionSetti
                          "Give 20 or more shuffles, or leave the option out")
     if settings.permute_labels:
         y = np.random.default_rng(settings.seed).permutation(y)
-    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"), settings.workers)
+    cohort = analyse_cohort([c.folder for c in cases], stage("DSC analysis"))
     age = np.array([c.age for c in cases])
     baselines = {"age + mean rCBV": np.column_stack([age, [s["rcbv_mean"] for s in cohort.statistics]]),
                  "age + enhancement": np.column_stack([age, [float(c.present[0]) for c in cohort.curves]])}
