@@ -1,0 +1,38 @@
+"""Cohort batches on this machine (two local worker processes): preprocess makes a cohort, folders
+that are not cases are named, per-case options are refused for a cohort."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from IDHPredictorLib.batch import SUMMARY
+from IDHPredictorLib.cli import main
+
+
+def test_preprocess_over_a_cohort_makes_a_cohort(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cohort = tmp_path / "cohort"
+    shutil.copytree(small_cohort, cohort)
+    (cohort / "notes").mkdir()  # a folder without images: left out, and said so
+    out = tmp_path / "prepared"
+    assert main(["preprocess", str(cohort), "--out", str(out), "--workers", "2"]) == 0
+    assert "left out (no images, not case folders): notes" in capsys.readouterr().err
+    summary = json.loads((out / SUMMARY).read_text())
+    assert len(summary["computed"]) == 6 and summary["not_cases"] == ["notes"] and not summary["failures"]
+    assert (out / "clinical.csv").read_text() == (cohort / "clinical.csv").read_text()
+    assert main(["validate", str(out)]) == 0  # the output is a cohort the other commands take
+    assert "6 cases" in capsys.readouterr().out
+    for case in summary["computed"]:
+        assert sorted(p.name for p in (out / case).iterdir() if p.name.endswith("_preprocessing.json")) == [
+            f"{case}_preprocessing.json"]
+
+
+def test_per_case_options_are_refused_for_a_cohort(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", str(small_cohort), "--out", str(tmp_path / "p"), "--labels", str(tmp_path / "x.nii.gz")]) == 2
+    assert "is a cohort: give --out DIR for the per-case folders and drop --labels" in capsys.readouterr().err
+    assert main(["predict", str(small_cohort)]) == 2
+    assert "give --out DIR" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
