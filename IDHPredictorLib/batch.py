@@ -22,7 +22,7 @@ from .errors import InputError
 from .io.atomic import atomic_directory, atomic_path
 from .io.case import find_case_files
 from .io.cohort import case_folders, read_clinical
-from .io.images import has_image_suffix
+from .io.images import holds_images
 
 DONE = "done.json"
 SUMMARY = "batch.json"
@@ -31,18 +31,37 @@ SUMMARY = "batch.json"
 def is_cohort(path: str | Path) -> bool:
     """A folder of case folders (no images of its own, at least one subfolder with images)."""
     path = Path(path)
-    if not path.is_dir() or any(has_image_suffix(e) for e in path.iterdir() if e.is_file()):
+    if not path.is_dir() or holds_images(path):
         return False
-    return any(any(has_image_suffix(e) for e in folder.iterdir()) for folder in case_folders(path))
+    return any(holds_images(folder) for folder in case_folders(path))
 
 
-def _case_key(case_dir: Path, command: str, options: dict) -> str:
-    """Fingerprint of a case's input files and the command's options: unchanged means done."""
+def _models_used(command: str, case_dir: Path, options: dict) -> list[Path]:
+    """The model bundles the command uses on this case (the shipped defaults resolved)."""
+    from .segmentation.model_bundle import default_bundle_for, find_case_roles
+
+    if command == "segment":
+        return [Path(options["model"]) if options["model"] else default_bundle_for(find_case_roles(case_dir))]
+    if command == "predict":
+        from .dlr.predict import DEFAULT_DLR_MODEL
+
+        named = [options[k] for k in ("fusion_model", "perfusion_model", "dlr_model") if options[k]]
+        return [Path(p) for p in named] + ([] if options["fusion_model"] or options["dlr_model"] or options["skip_dlr"]
+                                           else [DEFAULT_DLR_MODEL])
+    return []
+
+
+def _case_key(case_dir: Path, command: str, options: dict, age: float | None) -> str:
+    """Fingerprint of what a case's outputs depend on: its input files, the options, the patient's
+    age, the model bundles' files and the library version. Unchanged means done."""
+    from . import __version__
     from .dlr.cache import files_fingerprint
 
     _, files = find_case_files(case_dir)
-    text = json.dumps({"command": command, "options": options, "inputs": files_fingerprint(list(files.values()))},
-                      sort_keys=True)
+    models = [files_fingerprint(sorted(p for p in bundle.rglob("*") if p.is_file())) for bundle in
+              _models_used(command, case_dir, options)]
+    text = json.dumps({"command": command, "options": options, "age": age, "models": models, "version": __version__,
+                       "inputs": files_fingerprint(list(files.values()))}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -56,7 +75,7 @@ def _segment_into(case_dir: Path, folder: Path, final: Path, options: dict, _age
     return {"verdict": record["quality"]["verdict"]}
 
 
-def _predict_into(case_dir: Path, folder: Path, _final: Path, options: dict, age: float | None) -> dict[str, object]:
+def _predict_into(case_dir: Path, folder: Path, final: Path, options: dict, age: float | None) -> dict[str, object]:
     from .case_commands import PredictOptions, predict_case
 
     case_id, _ = find_case_files(case_dir)
@@ -67,7 +86,8 @@ def _predict_into(case_dir: Path, folder: Path, _final: Path, options: dict, age
     perfusion = predict.perfusion_model is not None
     result = predict_case(case_dir, predict, age, folder / f"{case_id}_cnn_seg.nii.gz",
                           folder / "attention.png" if perfusion else None, folder / "rcbv.nii.gz" if perfusion else None)
-    (folder / "prediction.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(result, indent=2).replace(json.dumps(str(folder))[1:-1], json.dumps(str(final))[1:-1])
+    (folder / "prediction.json").write_text(text + "\n", encoding="utf-8")  # naming the files where they end up
     answer = result.get("fusion") or result.get("dlr") or result.get("perfusion") or {}
     return {key: answer.get(key) for key in ("idh_mutant_probability", "predicted_class")}
 
@@ -107,6 +127,7 @@ class BatchSummary:
     not_cases: list[str] = field(default_factory=list)  # subfolders without images (e.g. nested collections)
 
     def as_dict(self) -> dict[str, object]:
+        """For ``batch.json``: failures with their error and, for unexpected ones, the traceback."""
         return {**asdict(self), "out": str(self.out), "failures": [f.as_dict() for f in self.failures]}
 
 
@@ -117,27 +138,46 @@ def _done(out: Path, key: str) -> bool:
         return False
 
 
+def _check_out_dir(cohort_dir: Path, out_dir: Path, folders: list[Path]) -> None:
+    """Before any work: the output folder is neither the cohort nor inside one of its cases."""
+    if out_dir == cohort_dir or any(out_dir == f or f in out_dir.parents for f in folders):
+        raise InputError(out_dir, "is the cohort or one of its case folders, whose files the outputs would replace",
+                         "Give a folder outside the cohort for --out")
+
+
 def run_batch(command: str, cohort_dir: str | Path, out_dir: str | Path, options: dict, workers: int = 1,
               progress: Callable[[int, int], None] | None = None, ages_needed: bool = False) -> BatchSummary:
     """``command`` ("preprocess", "segment" or "predict") on every case of ``cohort_dir`` into ``out_dir/<case>``,
     skipping cases done with the same inputs and options. ``ages_needed``: the fused answer takes
     each patient's age from the cohort's clinical.csv."""
     cohort_dir, out_dir = Path(cohort_dir).resolve(), Path(out_dir).resolve()  # absolute: workers may run elsewhere
-    folders = [f for f in case_folders(cohort_dir) if any(has_image_suffix(e) for e in f.iterdir())]
+    folders = [f for f in case_folders(cohort_dir) if holds_images(f)]
+    _check_out_dir(cohort_dir, out_dir, folders)
     summary = BatchSummary(out_dir, not_cases=[f.name for f in case_folders(cohort_dir) if f not in folders])
     ages: dict[str, float] = {}
     if ages_needed:
         ages = {case_id: float(row["age"]) for case_id, row in read_clinical(cohort_dir / "clinical.csv").items()}
-    todo = []
+    todo, owners = [], {}
     for folder in folders:
-        case_id, _ = find_case_files(folder)
-        key = _case_key(folder, command, options)
+        try:  # a folder whose files cannot be read is that case's failure, not the batch's
+            case_id, _ = find_case_files(folder)
+            if case_id in owners:
+                raise InputError(folder, f"holds case {case_id}, as {owners[case_id]} does", "Give every case its own id")
+            owners[case_id] = folder
+            key = _case_key(folder, command, options, ages.get(case_id))
+        except InputError as error:
+            summary.failures.append(TaskError(folder.name, str(error), ""))
+            continue
         if _done(out_dir / case_id, key):
             summary.skipped.append(case_id)
+        elif (out_dir / case_id).is_dir() and any((out_dir / case_id).iterdir()) and not (out_dir / case_id / DONE).exists():
+            summary.failures.append(TaskError(case_id, str(InputError(
+                out_dir / case_id, "holds files this command did not write, which writing the case would delete",
+                "Move them, or give another --out folder")), ""))
         else:
             todo.append((case_id, (command, folder, out_dir / case_id, options, ages.get(case_id), key)))
     results = map_cases(_run_case, [args for _, args in todo], [case_id for case_id, _ in todo], workers, progress)
-    summary.failures = failures_of(results)
+    summary.failures += failures_of(results)
     failed = {f.label for f in summary.failures}
     summary.computed = [case_id for case_id, _ in todo if case_id not in failed]
     if command == "preprocess" and (cohort_dir / "clinical.csv").exists():

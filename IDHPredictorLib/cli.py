@@ -174,6 +174,9 @@ def _segment(args: argparse.Namespace) -> None:
 
     options = SegmentOptions(args.model, args.preprocess, not args.no_postprocess, args.device)
     if _is_cohort(args.case_dir):
+        if args.report or args.overlay:
+            raise SystemExit(f"idh-predictor segment: {args.case_dir} is a cohort: each case's report goes to "
+                             "DIR/<case>/<case>_seg.report.json; drop --report and --overlay")
         return _run_batch(args, "segment", options)
     report = Path(args.report) if args.report else report_path_for(Path(args.out))
     check_output_paths(args.case_dir, [Path(p) for p in (args.out, report, args.overlay) if p])
@@ -552,10 +555,11 @@ def _add_cluster_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def cluster_paths(args: argparse.Namespace) -> list[Path]:
-    """The inputs and outputs a cluster's workers must see: the cohort or case, and the output
-    location (its nearest existing folder, as the command creates it)."""
+    """The inputs and outputs a cluster's workers must see: the cohort or case, the model bundles
+    named, and the output location (its nearest existing folder, as the command creates it)."""
     paths = []
-    for name in ("cohort", "case_dir", "prediction", "out"):
+    for name in ("cohort", "case_dir", "prediction", "out", "model", "single_modality_model", "dlr_model",
+                 "fusion_model", "perfusion_model"):
         value = getattr(args, name, None)
         if value:
             path = Path(value).resolve()
@@ -718,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     perfusion.add_argument("--permutation-test", type=non_negative_int, default=0, metavar="SHUFFLES",
                            help="also run a label-permutation test of the LSTM's cross-validation with this many shuffles "
                                 "(20 or more; reuses the DSC analysis, retrains the fold networks)")
-    perfusion.add_argument("--workers", type=positive_int, default=1, help="processes for the DSC analysis and the fold networks")
+    perfusion.add_argument("--workers", type=positive_int, default=1, help="processes for the fold networks")
     _add_scheduler_option(perfusion)
     perfusion.add_argument("--save-model", help="write the model trained on all non-test patients as a bundle here")
     perfusion.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

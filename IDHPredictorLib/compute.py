@@ -44,7 +44,8 @@ class TaskError:
     details: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"case_id": self.label, "error": self.message}
+        """The case, its error and (for an unexpected error) the traceback."""
+        return {"case_id": self.label, "error": self.message, **({"traceback": self.details} if self.details else {})}
 
 
 class CasesFailed(InputError):
@@ -166,12 +167,12 @@ def ordered_results(jobs: list[Job], workers: int = 1) -> Iterator:
     ``use_scheduler``, else in ``workers`` local processes when more than one, else here. Lazy, so
     that progress can be shown as each one arrives; the first failure raises."""
     if on_cluster():
-        futures = _submit(jobs)
+        client, futures = _client, _submit(jobs)
         try:
             for future in futures:
                 yield future.result()
         finally:
-            _client.cancel(futures)
+            client.cancel(futures)
         return
     if workers > 1 and not _inside_cluster_worker():
         from joblib import Parallel
@@ -182,8 +183,12 @@ def ordered_results(jobs: list[Job], workers: int = 1) -> Iterator:
 
 
 def _failure(label: str, error: BaseException) -> TaskError:
+    """A case's error: the message of bad input (it names the file and the fix), else the type,
+    message and traceback of the unexpected one."""
+    if isinstance(error, InputError):
+        return TaskError(label, str(error), "")
     details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return TaskError(label, str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}", details)
+    return TaskError(label, f"{type(error).__name__}: {error}", details)
 
 
 def _captured(function: Callable, index: int, label: str, args: tuple) -> tuple[int, object]:
@@ -195,11 +200,13 @@ def _captured(function: Callable, index: int, label: str, args: tuple) -> tuple[
 
 
 def map_cases(function: Callable, arguments: Sequence[tuple], labels: Sequence[str], workers: int = 1,
-              progress: Callable[[int, int], None] | None = None) -> list:
+              progress: Callable[[int, int], None] | None = None,
+              on_result: Callable[[int, object], None] | None = None) -> list:
     """``function(*arguments[i])`` for every case, on the cluster inside ``use_scheduler``, else in
     ``workers`` local processes (here when 1). Every case runs to the end: the list holds each
     case's result, or a ``TaskError`` for a case that raised. ``progress(done, total)`` counts
-    finished cases across the cluster, in the order they finish."""
+    finished cases across the cluster, in the order they finish; ``on_result(i, result)`` is called
+    here as each case succeeds (e.g. to cache it, so that an interrupted run keeps what it did)."""
     total = len(arguments)
     results: list = [None] * total
     done = 0
@@ -212,6 +219,8 @@ def map_cases(function: Callable, arguments: Sequence[tuple], labels: Sequence[s
             results[index] = outcome()
         except Exception as error:  # reported per case; the other cases go on
             results[index] = _failure(labels[index], error)
+        if on_result and not isinstance(results[index], TaskError):
+            on_result(index, results[index])
         done += 1
         if progress:
             progress(done, total)

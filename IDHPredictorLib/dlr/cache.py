@@ -97,12 +97,15 @@ def cached_cohort(cache: DescriptorCache | None, case_dirs: Sequence[Path], fing
     stored = [cache.load(c, f, fields) if cache else None for c, f in zip(case_ids, fingerprints)]
     missing = [i for i, entry in enumerate(stored) if entry is None]
     offset = len(case_dirs) - len(missing)
+
+    def keep(position: int, result: dict[str, np.ndarray]) -> None:  # cached as each case arrives
+        if cache is not None:
+            cache.save(case_ids[missing[position]], fingerprints[missing[position]], result)
+
     computed = map_cases(compute, [arguments[i] for i in missing], [case_ids[i] for i in missing], workers,
-                         (lambda done, total: progress(offset + done, len(case_dirs))) if progress else None)
+                         (lambda done, total: progress(offset + done, len(case_dirs))) if progress else None, keep)
     for i, result in zip(missing, computed):
         stored[i] = result
-        if cache is not None and isinstance(result, dict):
-            cache.save(case_ids[i], fingerprints[i], result)
     if progress and not missing:
         progress(len(case_dirs), len(case_dirs))
     return all_succeeded(stored, what)
@@ -110,8 +113,10 @@ def cached_cohort(cache: DescriptorCache | None, case_dirs: Sequence[Path], fing
 
 def case_descriptors(model_folder: str, case_dir: Path, layers: tuple[str, ...],
                      options: DescriptorOptions) -> dict[str, np.ndarray]:
-    """Descriptors of one labelled case folder (its ``_seg`` is the tumour mask); a task of ``cached_cohort``."""
-    model = loaded_model(model_folder)
+    """Descriptors of one labelled case folder (its ``_seg`` is the tumour mask); a task of ``cached_cohort``.
+    Always on CPU in float32, as ``predict`` computes them: the cache, a DLR bundle and its use on a
+    new case then see the same numbers whichever worker (with or without a GPU) computed them."""
+    model = loaded_model(model_folder, "cpu")
     case = read_case(case_dir, model.modalities, labels=True, dsc=False)
     if case.labels is None:
         raise InputError(case_dir, "has no tumour mask (<id>_seg.nii.gz)",

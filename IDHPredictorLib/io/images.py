@@ -26,6 +26,11 @@ def has_image_suffix(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
+def holds_images(folder: Path) -> bool:
+    """True for a folder with at least one image file directly in it (a case folder, not a collection)."""
+    return any(has_image_suffix(entry) for entry in folder.iterdir())
+
+
 def read_image(path: str | Path, dimension: int = 3) -> sitk.Image:
     """Read a file or DICOM series folder and check it has ``dimension`` axes and no NaNs."""
     path = Path(path)

@@ -49,11 +49,11 @@ def evaluate_files(prediction: str | Path, reference: str | Path) -> dict[str, d
 
 def evaluate_case(bundle: str, folder: Path) -> dict[str, object] | None:
     """One labelled case's row of ``evaluate_cohort`` (None for a folder without images or labels)."""
-    from ..io.images import has_image_suffix
+    from ..io.images import holds_images
     from ..preprocessing.prepare import prepare_case_folder
     from .inference import loaded_model, segment_prepared
 
-    if not any(has_image_suffix(entry) for entry in folder.iterdir()):
+    if not holds_images(folder):
         return None  # not a case folder (e.g. a nested collection of cases)
     model = loaded_model(bundle)
     prepared = prepare_case_folder(folder, model.modalities)

@@ -39,16 +39,17 @@ def mixed_precision(device: torch.device, enabled: bool | None = None) -> torch.
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if enabled is None else enabled)
 
 
-_LOADED: dict[str, tuple[tuple, SegmentationModel]] = {}
+_LOADED: dict[tuple[str, str], tuple[tuple, SegmentationModel]] = {}
 
 
-def loaded_model(bundle: str) -> SegmentationModel:
-    """The bundle at ``bundle`` (an absolute path) on this process's best device, loaded again
-    only when its files change: a worker that runs many cases' tasks loads each model once."""
+def loaded_model(bundle: str, device: str = "auto") -> SegmentationModel:
+    """The bundle at ``bundle`` (an absolute path) on ``device`` (auto: this process's best), loaded
+    again only when its files change: a worker that runs many cases' tasks loads each model once."""
     stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(Path(bundle).iterdir()))
-    if bundle not in _LOADED or _LOADED[bundle][0] != stamp:
-        _LOADED[bundle] = (stamp, load_model(bundle, choose_device()))
-    return _LOADED[bundle][1]
+    key = (bundle, device)
+    if key not in _LOADED or _LOADED[key][0] != stamp:
+        _LOADED[key] = (stamp, load_model(bundle, choose_device(device)))
+    return _LOADED[key][1]
 
 
 @torch.no_grad()

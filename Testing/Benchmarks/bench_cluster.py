@@ -9,7 +9,7 @@ side by side in one run.
   costs the other benchmarks recorded (results/scaling.json, results/dlr.json): time, memory,
   storage and network.
 
-    python Testing/Benchmarks/bench_cluster.py [--cases 8] [--empty-tasks 400]
+    python Testing/Benchmarks/bench_cluster.py [--cases 8]
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ class LocalDaskCluster:
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker and its nanny: a node lost without warning."""
-        os.killpg(self.processes.pop(name).pid, signal.SIGKILL)
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def __enter__(self) -> LocalDaskCluster:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -36,3 +36,25 @@ def test_per_case_options_are_refused_for_a_cohort(small_cohort: Path, tmp_path:
     assert main(["predict", str(small_cohort)]) == 2
     assert "give --out DIR" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_batch_outputs_never_replace_files_they_did_not_write(small_cohort: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    cohort = tmp_path / "cohort"
+    shutil.copytree(small_cohort, cohort)
+    for out in (cohort, cohort / "PHANTOM-000" / "masks"):
+        assert main(["segment", str(cohort), "--out", str(out)]) == 2
+        assert "is the cohort or one of its case folders" in capsys.readouterr().err
+    shutil.copytree(cohort / "PHANTOM-000", cohort / "PHANTOM-000-copy")  # the same case id twice
+    out = tmp_path / "masks"
+    (out / "PHANTOM-001").mkdir(parents=True)
+    (out / "PHANTOM-001" / "mine.txt").write_text("keep")  # the user's own file where a case would go
+    assert main(["segment", str(cohort), "--out", str(out)]) == 2
+    summary = json.loads((out / SUMMARY).read_text())
+    errors = {f["case_id"]: f["error"] for f in summary["failures"]}
+    assert "holds files this command did not write" in errors["PHANTOM-001"]
+    assert "holds case PHANTOM-000, as" in errors["PHANTOM-000-copy"]
+    assert sorted(summary["computed"]) == ["PHANTOM-000", "PHANTOM-002", "PHANTOM-003", "PHANTOM-004", "PHANTOM-005"]
+    assert (out / "PHANTOM-001" / "mine.txt").read_text() == "keep"
+    report = json.loads((out / "PHANTOM-002" / "PHANTOM-002_seg.report.json").read_text())
+    assert report["labels"] == str(out / "PHANTOM-002" / "PHANTOM-002_seg.nii.gz")  # the final path, not the temporary one
