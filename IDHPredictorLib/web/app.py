@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -213,7 +214,8 @@ class IDHPredictorWebApp(TrameApp):
         case = self._selected()
         folder = workflow.export_report(case, self.reports / case.case_id)
         self.state.report_path = str(folder)
-        self.state.status = f"Report written to {folder}"
+        # the time makes each export's message new, so the page shows it even right after an earlier export
+        self.state.status = f"Report written to {folder} at {time.strftime('%H:%M:%S')}"
 
     @_guarded
     def set_effect(self, name: str) -> None:
