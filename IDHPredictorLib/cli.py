@@ -157,12 +157,14 @@ def _train_segmentation(args: argparse.Namespace) -> None:
     with tqdm(desc="training", bar_format="{desc} [{elapsed}]") as bar:
         if args.network == "segresnet":
             options = VolumetricOptions(modalities=tuple(args.modalities), steps=args.steps, seed=args.seed,
-                                        device=args.device, max_minutes=args.max_minutes)
+                                        device=args.device, max_minutes=args.max_minutes,
+                                        tumour_appearance=args.tumour_appearance)
             record = train_volumetric(args.cohort, args.out, options, progress=bar.set_description_str)
         else:
             options = TrainingOptions(modalities=tuple(args.modalities), fc_width=args.fc_width, epochs=args.epochs,
                                       patches_per_epoch=args.patches_per_epoch, seed=args.seed, device=args.device,
-                                      randomise=not args.no_randomise, max_minutes=args.max_minutes)
+                                      randomise=not args.no_randomise, max_minutes=args.max_minutes,
+                                      tumour_appearance=args.tumour_appearance)
             record = train(args.cohort, args.out, options, resume=args.resume, stop_after=args.stop_after,
                            progress=bar.set_description_str)
     dice = record["metrics"]["validation_simulated"]["dice"]
@@ -516,6 +518,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def share(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -654,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <out>.checkpoint.pt")
     train.add_argument("--stop-after", type=int, help="end this run after N epochs (resume later)")
     train.add_argument("--no-randomise", action="store_true", help="switch off domain randomisation")
+    train.add_argument("--tumour-appearance", type=share, default=0.5, metavar="SHARE",
+                       help="share of training crops whose tumour classes get a real-world mean intensity "
+                            "(fluid-dark necrosis, faint oedema, enhancing not bright on FLAIR); 0 switches it off")
     train.add_argument("--network", choices=("li2017", "segresnet"), default="li2017",
                        help="li2017: the paper's 2-D patch CNN; segresnet: MONAI's 3-D SegResNet (needs monai)")
     train.add_argument("--steps", type=positive_int, default=3000, help="segresnet: training steps (2 crops each)")

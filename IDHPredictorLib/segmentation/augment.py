@@ -5,6 +5,11 @@ patch gets a new contrast and a new scanner: a random intensity shift per tissue
 random global contrast and gamma, a bias field, blur and resolution loss, noise, and a random
 rotation, flip and smooth elastic warp (applied to the tissue map too, so the targets move
 with the image). Written as batched torch operations (no per-tile Python work).
+
+Optionally (``appearance``), each tumour class is first moved to a random mean drawn from the
+range real tumours show on that sequence (``TUMOUR_APPEARANCE``): the phantom's necrosis is
+proteinaceous and its oedema clearly bright, while real cases also have fluid-like necrosis dark
+on FLAIR, faint oedema and enhancing rims that are not bright on FLAIR (issue 15).
 """
 
 from __future__ import annotations
@@ -17,13 +22,58 @@ import torch.nn.functional as F
 TISSUE_CLASSES = 8  # 0 outside brain, 1-3 tumour classes, 4-6 background intensity terciles, 7 spare
 BRAIN_MEAN_Z = 3.0  # raw brain mean / sd, to apply multiplicative (bias) effects to z-scores
 
+# Range of the mean z-score (brain units) of tumour classes 1 (necrotic / non-enhancing core),
+# 2 (oedema), 3 (enhancing) per sequence. From MR physics (fluid is dark on FLAIR and T1, bright
+# on T2; enhancing tissue is bright on T1c) and the four real cases in ../shared/realdata, whose
+# reference labels measured: core FLAIR -1.6 (a cystic cavity) to +2.3, T1c -1.6 to +0.3; oedema
+# FLAIR +0.8 (missed by the shipped networks) to +2.6; enhancing FLAIR +0.2 to +2.2, T1c +1.1 to
+# +1.7. Those cases therefore informed the ranges and are no independent test of them.
+TUMOUR_APPEARANCE = {
+    "flair": ((-2.0, 2.5), (0.6, 2.8), (0.0, 2.5)),
+    "t1ce": ((-2.0, 0.5), (-1.0, 0.6), (0.8, 2.5)),
+    "t1": ((-2.5, 0.0), (-1.5, 0.2), (-1.5, 0.5)),
+    "t2": ((0.3, 3.0), (0.6, 3.0), (0.0, 2.5)),
+}
+
+
+def appearance_setting(modalities: tuple[str, ...], probability: float) -> tuple[torch.Tensor, float] | None:
+    """The ``appearance`` argument of the randomisers: (channels, 3 tumour classes, 2) low/high
+    mean z-scores of ``TUMOUR_APPEARANCE`` and the share of crops moved; None when that is 0."""
+    if probability <= 0:
+        return None
+    return torch.tensor([TUMOUR_APPEARANCE[m] for m in modalities], dtype=torch.float32), probability
+
+
+def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, ranges: torch.Tensor, probability: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Shift each tumour class of a ``probability`` share of the (n, C, ...) crops so that its
+    mean lies at a value drawn uniformly from ``ranges`` (C, 3, 2); texture within a class is kept."""
+    n, channels = x.shape[:2]
+    device = x.device
+    chosen = torch.rand(n, generator=generator, device=generator.device).to(device) < probability
+    draw = torch.rand(n, channels, 3, generator=generator, device=generator.device).to(device)
+    ranges = ranges.to(device)
+    targets = ranges[..., 0] + draw * (ranges[..., 1] - ranges[..., 0])  # (n, C, 3)
+    flat_x, flat_tissue = x.reshape(n, channels, -1), tissue.reshape(n, 1, -1)
+    shift = torch.zeros_like(flat_x)
+    for index, tumour_class in enumerate((1, 2, 3)):
+        inside = (flat_tissue == tumour_class).float()  # (n, 1, voxels)
+        count = inside.sum(-1)  # (n, 1)
+        mean = (flat_x * inside).sum(-1) / count.clamp_min(1)  # (n, C)
+        move = torch.where((count > 0) & chosen[:, None], targets[:, :, index] - mean, torch.zeros_like(mean))
+        shift = shift + move[..., None] * inside
+    return x + shift.reshape_as(x)
+
 
 def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
-              out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+              out_size: int, appearance: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment (n, C, s, s) z-scored tiles with their (n, s, s) tissue-class map; return the
-    warped centre ``out_size`` crops of both: (n, C, o, o) float and (n, o, o) long."""
+    warped centre ``out_size`` crops of both: (n, C, o, o) float and (n, o, o) long.
+    ``appearance``: see ``appearance_setting``."""
     n, channels, size, _ = patches.shape
     inside = (tissue > 0).unsqueeze(1).float()
+    if appearance is not None:
+        patches = tumour_appearance(patches, tissue, *appearance, generator)
 
     def normal(*shape: int, sd: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator) * sd

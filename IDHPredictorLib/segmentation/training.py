@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
-from .augment import randomise
+from .augment import appearance_setting, randomise
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, extract_patches, network_input, pad_for_patches, tissue_map
 from .evaluation import region_metrics
@@ -49,6 +49,7 @@ class TrainingOptions:
     tumour_fraction: float = 0.4
     validation_cases: int = 2
     randomise: bool = True
+    tumour_appearance: float = 0.5  # share of tiles whose tumour classes get a real-world mean (augment)
     seed: int = 0
     device: str = "auto"
     max_minutes: float | None = None  # end after the epoch that passes this wall time
@@ -184,6 +185,7 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
         scheduler.load_state_dict(saved["scheduler"])
         best_weights = saved["best_weights"]
         state = TrainingState(int(saved["epoch"]), list(saved["history"]), float(saved["best_score"]))
+    appearance = appearance_setting(options.modalities, options.tumour_appearance)
     started = time.perf_counter()
     last_epoch = options.epochs if stop_after is None else min(options.epochs, state.epoch + stop_after)
     for epoch in range(state.epoch, last_epoch):
@@ -197,7 +199,7 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
             windows, tissue = (torch.from_numpy(a) for a in
                                sample_tiles(train_cases, rng, options.batch_size, options.tumour_fraction))
             if options.randomise:
-                inputs, tissue = randomise(windows, tissue, generator, TILE)
+                inputs, tissue = randomise(windows, tissue, generator, TILE, appearance)
             else:
                 inputs, tissue = _centre_crop(windows, TILE), _centre_crop(tissue, TILE).long()
             scores = network(inputs.to(device))  # (n, 4, 9, 9)

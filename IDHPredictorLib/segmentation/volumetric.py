@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
-from .augment import TISSUE_CLASSES
+from .augment import TISSUE_CLASSES, appearance_setting, tumour_appearance
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
 from .inference import choose_device, mixed_precision
@@ -60,6 +60,7 @@ class VolumetricOptions:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     tumour_fraction: float = 0.7
+    tumour_appearance: float = 0.5  # share of crops whose tumour classes get a real-world mean (augment)
     validation_cases: int = 2
     max_minutes: float | None = None
     seed: int = 0
@@ -192,13 +193,15 @@ def _sample_crops(cases: list[_GpuCase], rng: np.random.Generator, options: Volu
     return torch.stack(images).float(), torch.stack(tissues)
 
 
-def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
+                     appearance: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """3-D counterpart of ``augment.randomise`` for (n, C, s, s, s) z-scored crops and their
     (n, s, s, s) tissue maps, on the crops' device."""
     n, channels, size = x.shape[0], x.shape[1], x.shape[-1]
     device = x.device
     inside = (tissue > 0).unsqueeze(1).float()
+    if appearance is not None:
+        x = tumour_appearance(x, tissue, *appearance, generator)
 
     def normal(*shape: int, sd: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator, device=device) * sd
@@ -293,6 +296,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
                                                   * 0.5 * (1 + math.cos(math.pi * min(step, planned) / planned)))
     dice_loss = DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     generator = torch.Generator(device=device).manual_seed(options.seed)
+    appearance = appearance_setting(options.modalities, options.tumour_appearance)
     history, losses = [], []
     log_every = max(1, min(100, options.steps // 10))
     deadline = None if options.max_minutes is None else started + 60 * options.max_minutes
@@ -300,7 +304,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     step = 0
     while step < planned:
         images, tissue = _sample_crops(cases, rng, options)
-        images, tissue = randomise_volume(images, tissue, generator)
+        images, tissue = randomise_volume(images, tissue, generator, appearance)
         targets = region_targets(tissue)
         with mixed_precision(device):
             logits = network(images)

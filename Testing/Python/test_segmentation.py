@@ -15,6 +15,7 @@ from IDHPredictorLib.cli import main
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
 from IDHPredictorLib.io.cohort import case_folders
+from IDHPredictorLib.segmentation.augment import TUMOUR_APPEARANCE, appearance_setting, randomise, tumour_appearance
 from IDHPredictorLib.segmentation.data import extract_patches, network_input, pad_for_patches
 from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import dense_scores, predict_labels, segment_case
@@ -37,6 +38,33 @@ def test_shapes_and_layer_names() -> None:
     for layer, (width, size) in expected.items():
         assert network(x, until=layer).shape == (3, width, size, size), layer
     assert set(LAYERS) <= {name for name, _ in network.named_children()}
+
+
+def test_tumour_appearance_moves_each_tumour_class_into_its_real_world_range() -> None:
+    """Every tumour class of a moved tile gets a mean inside its sequence's range (a fluid-dark
+    core is possible on FLAIR), keeps its texture, and the rest of the brain is untouched."""
+    generator = torch.Generator().manual_seed(0)
+    tissue = torch.full((200, 93, 93), 5, dtype=torch.uint8)
+    tissue[:, 20:70, 20:70], tissue[:, 35:55, 35:55], tissue[:, 30:34, 30:60] = 2, 1, 3
+    tiles = torch.randn(200, 2, 93, 93, generator=generator) * 0.3 + 2.0 * (tissue == 1).unsqueeze(1)
+    ranges, share = appearance_setting(("flair", "t1ce"), 1.0)
+    shifted = tumour_appearance(tiles, tissue, ranges, share, generator)
+    for index, tumour_class in enumerate((1, 2, 3)):
+        inside = tissue[0] == tumour_class
+        means = shifted[:, :, inside].mean(-1)  # (tiles, channels)
+        for channel, modality in enumerate(("flair", "t1ce")):
+            low, high = TUMOUR_APPEARANCE[modality][index]
+            assert low - 1e-4 <= means[:, channel].min() and means[:, channel].max() <= high + 1e-4
+            assert means[:, channel].max() - means[:, channel].min() > 0.6 * (high - low)  # the whole range is drawn
+        assert torch.allclose(shifted[:, :, inside].std(-1), tiles[:, :, inside].std(-1), atol=1e-4)
+    assert (TUMOUR_APPEARANCE["flair"][0][0] < 0) and (shifted[:, 0, tissue[0] == 1].mean(-1) < -1).any()
+    assert torch.equal(shifted[:, :, tissue[0] == 5], tiles[:, :, tissue[0] == 5])
+    half = tumour_appearance(tiles, tissue, ranges, 0.5, generator)
+    unchanged = (half == tiles).flatten(1).all(1).float().mean()
+    assert 0.35 < unchanged < 0.65
+    assert appearance_setting(("flair",), 0.0) is None
+    crops, crop_tissue = randomise(tiles[:8], tissue[:8], generator, 65, (ranges, share))  # as training calls it
+    assert crops.shape == (8, 2, 65, 65) and crop_tissue.shape == (8, 65, 65)
 
 
 def test_dense_inference_equals_patchwise_at_sampled_voxels() -> None:
