@@ -32,6 +32,7 @@ TILE = 65
 TILE_OUTPUTS = (TILE - PATCH) // STRIDE + 1
 SAMPLING_WINDOW = 93  # a 65x65 tile still fits after any rotation
 PAD = SAMPLING_WINDOW // 2
+GRADIENT_CLIP = 2.0  # largest gradient norm of one step
 
 
 @dataclass
@@ -206,8 +207,14 @@ def train(cohort_dir: str | Path, out_bundle: str | Path, options: TrainingOptio
             targets = tile_targets(tissue)
             loss = F.cross_entropy(scores, targets.to(device),
                                    weight=balanced_weights(targets, options.tumour_fraction).to(device))
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1} step {step + 1}; "
+                                   f"the checkpoint {checkpoint} keeps the last finished epoch")
             optimiser.zero_grad()
             loss.backward()
+            # the per-class weights make a batch with a few pixels of a tumour class weigh a lot: clip
+            # rare huge steps (seen diverging with tumour-appearance randomisation) instead of the rate
+            torch.nn.utils.clip_grad_norm_(network.parameters(), GRADIENT_CLIP)
             optimiser.step()
             losses.append(loss.item())
             if progress is not None and (step + 1) % 8 == 0:

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 15, item 5: the paper's 2-D patch CNN and a 3-D SegResNet trained side by side on the same
 # simulated cases, on one GPU, each time-boxed. Dice on the real cases is then measured on the CPU
-# with `idh-predictor evaluate-segmentation ../shared/realdata --model OUT/seg2d|seg3d`.
+# with `idh-predictor evaluate-segmentation ../shared/realdata --model OUT/seg2d|seg3d`. Both train with
+# the real-world tumour appearance randomisation (train-segmentation's default --tumour-appearance 0.5).
 # Environment: OUT (bundles and logs), CASES, MINUTES (training wall time per network), STEPS,
 # EPOCHS, PATCHES (2-D patches per epoch), WORKERS. A bare GPU machine lacks SimpleITK, MONAI,
 # nibabel and nilearn's MNI maps: a .whl folder with wheels and/or site-*.tar.xz archives (unpacked
