@@ -158,7 +158,9 @@ def _train_segmentation(args: argparse.Namespace) -> None:
         if args.network == "segresnet":
             options = VolumetricOptions(modalities=tuple(args.modalities), steps=args.steps, seed=args.seed,
                                         device=args.device, max_minutes=args.max_minutes,
-                                        tumour_appearance=args.tumour_appearance)
+                                        tumour_appearance=args.tumour_appearance, crop=args.crop,
+                                        batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                        initial_bundle=args.fine_tune)
             record = train_volumetric(args.cohort, args.out, options, progress=bar.set_description_str)
         else:
             options = TrainingOptions(modalities=tuple(args.modalities), fc_width=args.fc_width, epochs=args.epochs,
@@ -298,6 +300,18 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
         if args.reference is None:
             raise SystemExit("idh-predictor evaluate-segmentation: give PRED REF, or COHORT --model BUNDLE --out DIR")
         print(json_dumps(evaluate_files(args.prediction, args.reference)))
+
+
+def _tune_segmentation(args: argparse.Namespace) -> None:
+    from .segmentation.enhancing_rule import choose_min_enhancing
+
+    result = choose_min_enhancing(args.cohort, args.model, args.record, args.workers,
+                                  tqdm_progress(f"segmenting with {Path(args.model).name}", "case"))
+    scores = ", ".join(f"{ml} mL {dice:.3f}" for ml, dice in result["mean_enhancing_dice_by_ml"].items())
+    print(f"mean enhancing Dice on {result['cases']} simulated cases ({result['cases_without_enhancing']} without "
+          f"enhancing tumour) by smallest enhancing volume: {scores}")
+    print(f"chosen: {result['min_enhancing_ml']} mL" + (f", recorded in {Path(args.model) / 'model.json'}"
+                                                       if args.record else " (not recorded; add --record)"))
 
 
 def auc_text(metrics: dict) -> str:
@@ -518,6 +532,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def crop_size(text: str) -> int:
+    """argparse type: a 3-D crop edge, a positive multiple of 16 (SegResNet halves the grid three times)."""
+    value = positive_int(text)
+    if value % 16:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 16, got {value}")
+    return value
+
+
 def share(text: str) -> float:
     """argparse type: a number from 0 to 1."""
     try:
@@ -672,7 +694,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "(fluid-dark necrosis, faint oedema, enhancing not bright on FLAIR); 0 switches it off")
     train.add_argument("--network", choices=("li2017", "segresnet"), default="li2017",
                        help="li2017: the paper's 2-D patch CNN; segresnet: MONAI's 3-D SegResNet (needs monai)")
-    train.add_argument("--steps", type=positive_int, default=3000, help="segresnet: training steps (2 crops each)")
+    train.add_argument("--steps", type=positive_int, default=3000, help="segresnet: training steps")
+    train.add_argument("--crop", type=crop_size, default=128, help="segresnet: cube edge of the training crops "
+                       "and of the sliding window (a multiple of 16)")
+    train.add_argument("--batch-size", type=positive_int, default=2, help="segresnet: crops per step")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="segresnet: AdamW peak learning rate")
+    train.add_argument("--fine-tune", metavar="BUNDLE", help="segresnet: start from this 3-D bundle's weights "
+                       "(e.g. to add a randomisation on a CPU; use a lower --learning-rate)")
     train.add_argument("--max-minutes", type=float,
                        help="end training after this wall time (li2017: after the epoch in progress)")
     train.set_defaults(run=_train_segmentation)
@@ -701,6 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--record-as", help="cohort mode: also store the summary in the bundle's model.json")
     _add_cluster_options(evaluate, "cases")
     evaluate.set_defaults(run=_evaluate_segmentation)
+
+    tune = commands.add_parser("tune-segmentation", help="choose a bundle's smallest enhancing volume on a "
+                               "simulated cohort (smaller enhancing regions become core)")
+    tune.add_argument("cohort", help="labelled simulated cohort (idh-predictor phantom); never the real cases")
+    tune.add_argument("--model", required=True, help="segmentation bundle")
+    tune.add_argument("--record", action="store_true", help="write the choice into the bundle's model.json")
+    _add_cluster_options(tune, "cases")
+    tune.set_defaults(run=_tune_segmentation)
 
     dlr = commands.add_parser("dlr", help="evaluate deep-learning radiomics (and the radiomics baseline) on a cohort")
     dlr.add_argument("cohort", help="cohort folder: case folders with _seg masks + clinical.csv")

@@ -102,7 +102,7 @@ def _segmentation_stage(cohort: Path, out: Path, progress: Callable[[int, int], 
     for done, folder in enumerate(folders, start=1):
         case = read_case(folder, model.modalities, dsc=False)
         started = time.perf_counter()
-        labels = segment_case(model.network, model.modalities, case)
+        labels = segment_case(model.network, model.modalities, case, min_enhancing_ml=model.min_enhancing_ml)
         seconds = time.perf_counter() - started
         predicted, truth = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(case.labels)
         metrics = region_metrics(predicted, truth)

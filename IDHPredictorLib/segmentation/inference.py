@@ -23,7 +23,7 @@ from .checks import check_flair_t1ce_contrast, check_flair_t1ce_order, check_int
 from .data import NetworkInput, axial_case, network_input, pad_for_patches
 from .model_bundle import SegmentationModel, load_model
 from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
-from .postprocess import postprocess
+from .postprocess import min_enhancing_voxels, postprocess
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -97,21 +97,25 @@ def predict_labels(model: SegmentationCNN, channels: np.ndarray, brain: np.ndarr
 
 
 def segment_case(model: torch.nn.Module, modalities: tuple[str, ...], case: Case, postprocessing: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> sitk.Image:
+                 progress: Callable[[int, int], None] | None = None, min_enhancing_ml: float = 0.0) -> sitk.Image:
     """Segment ``case``: labels 1/2/4 on the case's reference grid (same origin, spacing, direction).
 
     The network works on axial slices, so the images are first permuted/flipped to LPS axes
     (numpy axis 0 = inferior-superior) and the labels are mapped back (nearest neighbour, exact
-    for an axis permutation). Voxel size is not changed.
+    for an axis permutation). Voxel size is not changed. ``min_enhancing_ml``: a bundle's
+    ``SegmentationModel.min_enhancing_ml`` (see ``postprocess``).
     """
     axial = axial_case(case, modalities)
     data = network_input(axial, modalities, with_labels=False)
-    return _labels_on_grid(_box_labels(model, data, postprocessing, progress), data, axial.reference, case.reference)
+    min_voxels = min_enhancing_voxels(min_enhancing_ml, axial.reference.GetSpacing())
+    return _labels_on_grid(_box_labels(model, data, postprocessing, progress, min_voxels), data, axial.reference,
+                           case.reference)
 
 
 def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool,
-                progress: Callable[[int, int], None] | None) -> np.ndarray:
-    """Labels of the brain box (axial LPS axes), post-processed and kept inside the brain."""
+                progress: Callable[[int, int], None] | None, min_enhancing: int = 0) -> np.ndarray:
+    """Labels of the brain box (axial LPS axes), post-processed (enhancing regions under
+    ``min_enhancing`` voxels become core) and kept inside the brain."""
     if isinstance(model, SegmentationCNN):
         box_labels = predict_labels(model, data.channels, data.brain, progress)
     else:
@@ -119,7 +123,7 @@ def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool
 
         box_labels = predict_volume_labels(model, data.channels, data.brain, progress=progress)
     if postprocessing and box_labels.any():
-        box_labels = postprocess(box_labels)
+        box_labels = postprocess(box_labels, min_enhancing_voxels=min_enhancing)
         box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge
     return box_labels
 
@@ -164,7 +168,8 @@ def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postproce
     quality = QualityReport(list(prepared.quality.checks))
     data = checked_network_input(model, axial, quality)
     quality.raise_if_failed(case.folder)
-    box_labels = _box_labels(model.network, data, postprocessing, progress)
+    min_voxels = min_enhancing_voxels(model.min_enhancing_ml, axial.reference.GetSpacing())
+    box_labels = _box_labels(model.network, data, postprocessing, progress, min_voxels)
     labels = _labels_on_grid(box_labels, data, axial.reference, case.reference)
     check_flair_t1ce_order(quality, data, model.modalities, box_labels)
     voxel_ml = float(np.prod(case.reference.GetSpacing())) / 1000.0

@@ -31,6 +31,12 @@ class SegmentationModel:
     def is_volumetric(self) -> bool:
         return not isinstance(self.network, SegmentationCNN)
 
+    @property
+    def min_enhancing_ml(self) -> float:
+        """Enhancing regions smaller than this become core (``postprocess``); 0 for bundles without
+        a ``postprocessing`` record."""
+        return float(self.record.get("postprocessing", {}).get("min_enhancing_ml", 0.0))
+
 
 def save_model(folder: str | Path, network: SegmentationCNN, modalities: tuple[str, ...], metadata: dict) -> Path:
     """Write a bundle: architecture and modalities in model.json, the state dict in weights.pt."""

@@ -65,6 +65,7 @@ class VolumetricOptions:
     max_minutes: float | None = None
     seed: int = 0
     device: str = "auto"
+    initial_bundle: str | None = None  # fine-tune: start from this 3-D bundle's weights (its width is kept)
 
 
 def build_network(architecture: VolumetricArchitecture) -> torch.nn.Module:
@@ -243,6 +244,23 @@ def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Gen
     return image, labels[:, 0].round().to(torch.uint8)
 
 
+def _initial_network(options: VolumetricOptions) -> tuple[VolumetricArchitecture, torch.nn.Module]:
+    """A new network, or with ``initial_bundle`` that bundle's network to fine-tune (same modalities;
+    its width is kept, the sliding window becomes the training crop)."""
+    if options.initial_bundle is None:
+        architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
+        return architecture, build_network(architecture)
+    from .model_bundle import load_model
+
+    start = load_model(options.initial_bundle)
+    if not start.is_volumetric or start.modalities != tuple(options.modalities):
+        raise InputError(options.initial_bundle, f"is not a 3-D bundle for {', '.join(options.modalities)} "
+                         f"(it has {start.record['architecture'].get('type', 'li2017')} on {', '.join(start.modalities)})",
+                         "Fine-tune from a segresnet bundle trained on the same modalities")
+    fields = {**start.record["architecture"], "crop": options.crop}
+    return VolumetricArchitecture(**fields), start.network
+
+
 def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> list[NetworkInput]:
     """Network inputs with labels of the case folders (read in threads: SimpleITK releases the GIL)."""
     def load(folder: Path) -> NetworkInput:
@@ -268,8 +286,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
 
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
-    architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
-    network = build_network(architecture).to(device)  # before loading: a missing MONAI is reported at once
+    architecture, network = _initial_network(options)  # before loading: a missing MONAI is reported at once
+    network.to(device)
     from monai.losses import DiceLoss
 
     folders = case_folders(cohort_dir)

@@ -42,7 +42,8 @@ def test_segmentation_job_reports_progress_and_writes_the_labels(small_cohort: P
     assert seen[-1].done == seen[-1].total > 0 and len(seen) >= 2
     assert all(a.done <= b.done for a, b in zip(seen, seen[1:]))
     model = load_model(default_bundle_for(find_case_roles(case_dir)))
-    expected = segment_case(model.network, model.modalities, read_case(case_dir, model.modalities, dsc=False))
+    expected = segment_case(model.network, model.modalities, read_case(case_dir, model.modalities, dsc=False),
+                            min_enhancing_ml=model.min_enhancing_ml)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out))), sitk.GetArrayFromImage(expected))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,15 @@ from IDHPredictorLib.cli import main
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
 from IDHPredictorLib.io.cohort import case_folders
+from IDHPredictorLib.preprocessing.prepare import prepare_case_folder
 from IDHPredictorLib.segmentation.augment import TUMOUR_APPEARANCE, appearance_setting, randomise, tumour_appearance
 from IDHPredictorLib.segmentation.data import extract_patches, network_input, pad_for_patches
+from IDHPredictorLib.segmentation.enhancing_rule import CANDIDATES_ML, choose_min_enhancing, mean_dice_by_candidate
 from IDHPredictorLib.segmentation.evaluation import region_metrics
-from IDHPredictorLib.segmentation.inference import dense_scores, predict_labels, segment_case
-from IDHPredictorLib.segmentation.model_bundle import load_model, save_model
+from IDHPredictorLib.segmentation.inference import dense_scores, predict_labels, segment_case, segment_prepared
+from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model, save_model
 from IDHPredictorLib.segmentation.network import LAYERS, PATCH, Architecture, SegmentationCNN
-from IDHPredictorLib.segmentation.postprocess import postprocess
+from IDHPredictorLib.segmentation.postprocess import min_enhancing_voxels, postprocess
 from IDHPredictorLib.segmentation.training import TrainingOptions, train
 
 
@@ -145,6 +149,58 @@ def test_postprocessing_keeps_subregions_nested() -> None:
     assert set(np.unique(out)) <= {0, 1, 2, 4}
 
 
+def test_small_enhancing_regions_become_core_below_the_bundles_volume() -> None:
+    labels = np.zeros((20, 30, 30), np.uint8)
+    labels[4:16, 8:22, 8:22] = 1
+    labels[8:13, 12:17, 12:17] = 4
+    kept = postprocess(labels)
+    enhancing = int((kept == 4).sum())
+    assert enhancing > 0
+    assert np.array_equal(postprocess(labels, min_enhancing_voxels=enhancing), kept)
+    relabelled = postprocess(labels, min_enhancing_voxels=enhancing + 1)
+    assert not (relabelled == 4).any() and np.array_equal(relabelled > 0, kept > 0)
+    assert np.array_equal(np.isin(relabelled, (1, 4)), np.isin(kept, (1, 4)))  # the core keeps those voxels
+    assert min_enhancing_voxels(0.5, (1.0, 1.0, 1.0)) == 500 and min_enhancing_voxels(0.5, (2.0, 2.0, 2.0)) == 63
+    assert min_enhancing_voxels(0.0, (1.0, 1.0, 1.0)) == 0
+
+
+def test_the_enhancing_volume_is_chosen_on_simulated_cases_and_honoured(small_cohort: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    rows = [{"predicted_ml": 0.3, "reference_has_enhancing": False, "dice": 0.0},  # a false finding
+            {"predicted_ml": 0.8, "reference_has_enhancing": True, "dice": 0.6},
+            {"predicted_ml": 0.0, "reference_has_enhancing": False, "dice": 1.0}]
+    scores = mean_dice_by_candidate(rows, (0.0, 0.5, 1.0))
+    assert scores == pytest.approx({0.0: 1.6 / 3, 0.5: 2.6 / 3, 1.0: 2.0 / 3})
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_MODELS / "segmentation-flair-t1ce", bundle)
+    assert main(["tune-segmentation", str(small_cohort), "--model", str(bundle), "--record"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((bundle / "model.json").read_text(encoding="utf-8"))["postprocessing"]
+    assert f"chosen: {record['min_enhancing_ml']} mL, recorded" in out and record["cases"] == 6
+    assert set(record["mean_enhancing_dice_by_ml"]) == {str(m) for m in CANDIDATES_ML}
+    assert record["mean_enhancing_dice_by_ml"][str(record["min_enhancing_ml"])] == max(
+        record["mean_enhancing_dice_by_ml"].values())
+    assert record["chosen_on"]["phantom"]["options"]["seed"] == 11
+
+    # a recorded volume larger than any tumour leaves no enhancing voxel, and the core unchanged
+    case = next(f for f in case_folders(small_cohort) if (sitk.GetArrayFromImage(sitk.ReadImage(
+        str(f / f"{f.name}_seg.nii.gz"))) == 4).any())
+    prepared = prepare_case_folder(case, ("flair", "t1ce"))
+    model = load_model(bundle)
+    plain = sitk.GetArrayFromImage(segment_prepared(replace(model, record={}), prepared).prepared_labels)
+    model.record["postprocessing"] = {"min_enhancing_ml": 1e6}
+    ruled = sitk.GetArrayFromImage(segment_prepared(model, prepared).prepared_labels)
+    assert (plain == 4).any() and not (ruled == 4).any()
+    assert np.array_equal(np.isin(ruled, (1, 4)), np.isin(plain, (1, 4)))
+
+    real_like = tmp_path / "not-simulated"
+    real_like.mkdir()
+    (real_like / case.name).symlink_to(case)
+    with pytest.raises(InputError, match="is not a simulated"):
+        choose_min_enhancing(real_like, bundle)
+
+
 def test_bundle_round_trip_and_clear_errors(tmp_path: Path) -> None:
     network = _network(fc_width=16)
     bundle = save_model(tmp_path / "b", network, ("flair", "t1ce"), {"trained_on": "test"})
@@ -213,7 +269,7 @@ def test_training_resumes_from_its_checkpoint(small_cohort: Path, tmp_path: Path
 
 
 def test_default_bundle_follows_the_case_modalities() -> None:
-    from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, default_bundle_for
+    from IDHPredictorLib.segmentation.model_bundle import default_bundle_for
 
     assert default_bundle_for({"flair", "t1ce"}).name == "segmentation-flair-t1ce"
     assert default_bundle_for({"flair", "t1", "t2"}).name == "segmentation-flair"

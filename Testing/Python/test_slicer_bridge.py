@@ -64,7 +64,8 @@ def test_segmentation_node_matches_the_library_voxel_for_voxel(loaded) -> None:
     bundle = default_bundle_for(set(scene_case.volumes))
     model = load_model(bundle)
     case = read_case(case_dir, model.modalities, dsc=False)
-    expected = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case))
+    expected = sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case,
+                                                   min_enhancing_ml=model.min_enhancing_ml))
     assert expected.any()
     labels = bridge.labels_from_segmentation_node(scene_case.segmentation, scene_case.reference)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(labels), expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,19 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
     assert set(np.unique(sitk.GetArrayFromImage(labels))) <= {0, 1, 2, 4}
     # progress per sliding window, ending at the window count MONAI actually visited
     assert len(reports) == reports[-1][1] > 1 and reports[-1][0] == reports[-1][1]
+
+    # fine-tuning starts from the bundle's weights (a zero learning rate keeps them exactly), keeps
+    # its width and takes the new crop as its sliding window; a 2-D bundle is refused by name
+    tuned = replace(options, init_filters=16, crop=32, steps=2, learning_rate=0.0, initial_bundle=str(tmp_path / "bundle"))
+    train_volumetric(cohort, tmp_path / "tuned", tuned)
+    retuned = load_model(tmp_path / "tuned")
+    assert retuned.record["architecture"]["init_filters"] == 8 and retuned.record["architecture"]["crop"] == 32
+    assert all(torch.equal(a, b) for a, b in zip(model.network.state_dict().values(),
+                                                 retuned.network.state_dict().values()))
+    two_d = DEFAULT_MODELS / "segmentation-flair-t1ce"
+    with pytest.raises(InputError, match="is not a 3-D bundle for flair, t1ce"):
+        train_volumetric(cohort, tmp_path / "refused", replace(tuned, initial_bundle=str(two_d)))
+    assert not (tmp_path / "refused").exists()
 
 
 def test_shipped_3d_bundle_segments_an_unseen_phantom_and_is_no_dlr_filter_bank(full_cohort: Path) -> None:
