@@ -43,7 +43,8 @@ def segment_case(case_dir: str | Path, labels_out: Path, report_out: Path, optio
     model = load_model(bundle, choose_device(options.device))
     prepared = prepare_case_folder(case_dir, model.modalities, options.preprocess, progress=progress("preprocessing", "step"))
     result = segment_prepared(model, prepared, postprocessing=options.postprocess,
-                              progress=progress(f"segmenting {prepared.case.case_id} ({bundle.name})", "slice"))
+                              progress=progress(f"segmenting {prepared.case.case_id} ({bundle.name})",
+                                                "window" if model.is_volumetric else "slice"))
     write_image(result.labels, labels_out)
     record = {"case_id": prepared.case.case_id, "labels": str(labels_named or labels_out), "model": str(bundle),
               "preparation": prepared.record(), "quality": result.quality.as_dict()}
