@@ -69,6 +69,14 @@ def check_tumour(report: QualityReport, labels: np.ndarray, brain: np.ndarray, v
         report.add("tumour", "pass", f"whole tumour {whole:.1f} mL ({100 * whole / brain_ml:.1f} % of the brain)", whole)
 
 
+def check_small_enhancing(report: QualityReport, relabelled_ml: float, min_enhancing_ml: float) -> None:
+    """Say so when the bundle's smallest-enhancing-volume rule turned predicted enhancing into core
+    (``postprocess.drop_small_enhancing``): the reader should know a small enhancing focus was seen."""
+    if relabelled_ml > 0:
+        report.add("enhancing", "warn", f"{relabelled_ml:.2f} mL of predicted enhancing tumour, below this model's "
+                   f"smallest enhancing volume ({min_enhancing_ml:g} mL), shown as core: look at the T1c", relabelled_ml)
+
+
 # Oedema is bright on FLAIR and near-isointense on T1c: inside the reference oedema of the four
 # real cases the median FLAIR z-score is +1.44 to +2.44 and exceeds the T1c's by 1.16 to 2.63
 # (phantom: +1.61 to +1.94, by 1.2 to 1.5). Predicted oedema (whole tumour when there is none)

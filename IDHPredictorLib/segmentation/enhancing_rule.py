@@ -11,11 +11,9 @@ used to choose it: they are where it is measured.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import InputError
 
@@ -25,27 +23,15 @@ CANDIDATES_ML = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 def enhancing_row(bundle: str, folder: Path) -> dict[str, object] | None:
     """One labelled case's rule-free enhancing prediction: its volume (mL), its Dice, and whether
     the reference has enhancing tumour (None for a folder without images or labels)."""
-    from ..io.images import holds_images
-    from ..preprocessing.prepare import prepare_case_folder
-    from .evaluation import region_metrics
-    from .inference import loaded_model, segment_prepared
+    from .evaluation import region_metrics, segment_labelled_case
 
-    if not holds_images(folder):
+    case = segment_labelled_case(bundle, folder, rule_free=True)
+    if case is None:
         return None
-    model = loaded_model(bundle)
-    rule_free = replace(model, record={k: v for k, v in model.record.items() if k != "postprocessing"})
-    prepared = prepare_case_folder(folder, model.modalities)
-    if prepared.case.labels is None:
-        return None
-    reference = sitk.GetArrayFromImage(prepared.case.labels)
-    try:
-        predicted = sitk.GetArrayFromImage(segment_prepared(rule_free, prepared).prepared_labels)
-    except InputError:  # refused by quality control: no mask, as the evaluation scores it
-        predicted = np.zeros_like(reference)
-    voxel_ml = float(np.prod(prepared.case.labels.GetSpacing())) / 1000.0
-    return {"case_id": prepared.case.case_id, "predicted_ml": float((predicted == 4).sum()) * voxel_ml,
-            "reference_has_enhancing": bool((reference == 4).any()),
-            "dice": region_metrics(predicted, reference)["enhancing"]["dice"]}
+    voxel_ml = float(np.prod(case.spacing)) / 1000.0
+    return {"case_id": case.case_id, "predicted_ml": float((case.predicted == 4).sum()) * voxel_ml,
+            "reference_has_enhancing": bool((case.reference == 4).any()),
+            "dice": region_metrics(case.predicted, case.reference)["enhancing"]["dice"]}
 
 
 def mean_dice_by_candidate(rows: list[dict[str, object]],

@@ -6,6 +6,7 @@ import csv
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,24 @@ def evaluate_files(prediction: str | Path, reference: str | Path) -> dict[str, d
     return region_metrics(predicted_labels, sitk.GetArrayFromImage(truth))
 
 
-def evaluate_case(bundle: str, folder: Path) -> dict[str, object] | None:
-    """One labelled case's row of ``evaluate_cohort`` (None for a folder without images or labels)."""
+@dataclass
+class LabelledSegmentation:
+    """A labelled case segmented by a bundle: both label maps on the prepared grid, the quality
+    line (``pass``, the problems, or the refusal), seconds of segmentation and checks."""
+
+    case_id: str
+    input_kind: str
+    predicted: np.ndarray
+    reference: np.ndarray
+    spacing: tuple[float, ...]
+    quality: str
+    seconds: float
+
+
+def segment_labelled_case(bundle: str, folder: Path, rule_free: bool = False) -> LabelledSegmentation | None:
+    """Segment one labelled case folder with ``bundle``; a quality-control refusal is the model's
+    answer, an empty mask. None for a folder without images or labels. ``rule_free``: without the
+    bundle's smallest-enhancing-volume rule (``enhancing_rule`` chooses it this way)."""
     from ..io.images import holds_images
     from ..preprocessing.prepare import prepare_case_folder
     from .inference import loaded_model, segment_prepared
@@ -56,6 +73,8 @@ def evaluate_case(bundle: str, folder: Path) -> dict[str, object] | None:
     if not holds_images(folder):
         return None  # not a case folder (e.g. a nested collection of cases)
     model = loaded_model(bundle)
+    if rule_free:
+        model = replace(model, record={k: v for k, v in model.record.items() if k != "postprocessing"})
     prepared = prepare_case_folder(folder, model.modalities)
     if prepared.case.labels is None:
         return None
@@ -67,11 +86,19 @@ def evaluate_case(bundle: str, folder: Path) -> dict[str, object] | None:
             c.line() for c in result.quality.problems()) or "pass"
     except InputError as refusal:  # a quality-control refusal is the model's answer: no mask, scored as empty
         predicted, quality = np.zeros_like(reference), f"refused: {refusal}"
-    seconds = time.perf_counter() - started
-    metrics = region_metrics(predicted, reference)
-    return {"case_id": prepared.case.case_id, "input": prepared.input_kind.value,
+    return LabelledSegmentation(prepared.case.case_id, prepared.input_kind.value, predicted, reference,
+                                prepared.case.labels.GetSpacing(), quality, time.perf_counter() - started)
+
+
+def evaluate_case(bundle: str, folder: Path) -> dict[str, object] | None:
+    """One labelled case's row of ``evaluate_cohort`` (None for a folder without images or labels)."""
+    case = segment_labelled_case(bundle, folder)
+    if case is None:
+        return None
+    metrics = region_metrics(case.predicted, case.reference)
+    return {"case_id": case.case_id, "input": case.input_kind,
             **{f"{r}_{k}": round(v, 4) for r, m in metrics.items() for k, v in m.items()},
-            "segmentation_s": round(seconds, 1), "quality": quality}
+            "segmentation_s": round(case.seconds, 1), "quality": case.quality}
 
 
 def evaluate_cohort(cohort_dir: str | Path, bundle: str | Path, out_dir: str | Path,

@@ -19,11 +19,17 @@ import torch.nn.functional as F
 from ..io.case import Case
 from ..preprocessing.prepare import PreparedCase
 from ..quality import QualityReport
-from .checks import check_flair_t1ce_contrast, check_flair_t1ce_order, check_intensities, check_tumour
+from .checks import (
+    check_flair_t1ce_contrast,
+    check_flair_t1ce_order,
+    check_intensities,
+    check_small_enhancing,
+    check_tumour,
+)
 from .data import NetworkInput, axial_case, network_input, pad_for_patches
 from .model_bundle import SegmentationModel, load_model
 from .network import CLASS_TO_LABEL, STRIDE, SegmentationCNN
-from .postprocess import min_enhancing_voxels, postprocess
+from .postprocess import drop_small_enhancing, postprocess
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -107,15 +113,15 @@ def segment_case(model: torch.nn.Module, modalities: tuple[str, ...], case: Case
     """
     axial = axial_case(case, modalities)
     data = network_input(axial, modalities, with_labels=False)
-    min_voxels = min_enhancing_voxels(min_enhancing_ml, axial.reference.GetSpacing())
-    return _labels_on_grid(_box_labels(model, data, postprocessing, progress, min_voxels), data, axial.reference,
-                           case.reference)
+    box_labels = _box_labels(model, data, postprocessing, progress)
+    if postprocessing:
+        drop_small_enhancing(box_labels, min_enhancing_ml, axial.reference.GetSpacing())
+    return _labels_on_grid(box_labels, data, axial.reference, case.reference)
 
 
 def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool,
-                progress: Callable[[int, int], None] | None, min_enhancing: int = 0) -> np.ndarray:
-    """Labels of the brain box (axial LPS axes), post-processed (enhancing regions under
-    ``min_enhancing`` voxels become core) and kept inside the brain."""
+                progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """Labels of the brain box (axial LPS axes), post-processed and kept inside the brain."""
     if isinstance(model, SegmentationCNN):
         box_labels = predict_labels(model, data.channels, data.brain, progress)
     else:
@@ -123,7 +129,7 @@ def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool
 
         box_labels = predict_volume_labels(model, data.channels, data.brain, progress=progress)
     if postprocessing and box_labels.any():
-        box_labels = postprocess(box_labels, min_enhancing_voxels=min_enhancing)
+        box_labels = postprocess(box_labels)
         box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge
     return box_labels
 
@@ -168,8 +174,10 @@ def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postproce
     quality = QualityReport(list(prepared.quality.checks))
     data = checked_network_input(model, axial, quality)
     quality.raise_if_failed(case.folder)
-    min_voxels = min_enhancing_voxels(model.min_enhancing_ml, axial.reference.GetSpacing())
-    box_labels = _box_labels(model.network, data, postprocessing, progress, min_voxels)
+    box_labels = _box_labels(model.network, data, postprocessing, progress)
+    if postprocessing:
+        check_small_enhancing(quality, drop_small_enhancing(box_labels, model.min_enhancing_ml,
+                                                            axial.reference.GetSpacing()), model.min_enhancing_ml)
     labels = _labels_on_grid(box_labels, data, axial.reference, case.reference)
     check_flair_t1ce_order(quality, data, model.modalities, box_labels)
     voxel_ml = float(np.prod(case.reference.GetSpacing())) / 1000.0

@@ -16,13 +16,12 @@ from scipy import ndimage
 from ..morphology import FULLY_CONNECTED_3D, largest_component
 
 
-def postprocess(labels: np.ndarray, box_size: int = 3, min_enhancing_voxels: int = 0) -> np.ndarray:
+def postprocess(labels: np.ndarray, box_size: int = 3) -> np.ndarray:
     """BraTS labels (z, y, x) -> cleaned BraTS labels with nested subregions.
 
     Whole tumour: the largest 3-D component, then in each axial slice its largest region (the
     paper's per-slice candidate), then a ``box_size``^3 box filter (majority). Core and
-    enhancing are smoothed the same way and clipped to the region that must contain them; an
-    enhancing region of fewer than ``min_enhancing_voxels`` voxels becomes core.
+    enhancing are smoothed the same way and clipped to the region that must contain them.
     """
     whole = largest_component(labels > 0, FULLY_CONNECTED_3D)
     for z in np.flatnonzero(whole.any(axis=(1, 2))):
@@ -30,8 +29,6 @@ def postprocess(labels: np.ndarray, box_size: int = 3, min_enhancing_voxels: int
     whole = _box_smooth(whole, box_size)
     core = _box_smooth(np.isin(labels, (1, 4)), box_size) & whole
     enhancing = _box_smooth(labels == 4, box_size) & core
-    if enhancing.sum() < min_enhancing_voxels:
-        enhancing[:] = False
     out = np.zeros(labels.shape, np.uint8)
     out[whole] = 2
     out[core] = 1
@@ -43,6 +40,12 @@ def _box_smooth(mask: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(mask.astype(np.float32), size=size) > 0.5
 
 
-def min_enhancing_voxels(millilitres: float, spacing: tuple[float, ...]) -> int:
-    """A smallest enhancing volume in mL as a voxel count on a grid of ``spacing`` (mm)."""
-    return int(np.ceil(millilitres * 1000.0 / float(np.prod(spacing))))
+def drop_small_enhancing(labels: np.ndarray, millilitres: float, spacing: tuple[float, ...]) -> float:
+    """Relabel enhancing (4) as core (1) in place when it covers less than ``millilitres`` on a
+    grid of ``spacing`` (mm); returns the volume relabelled (0.0 when kept or absent)."""
+    enhancing = labels == 4
+    volume = float(enhancing.sum()) * float(np.prod(spacing)) / 1000.0
+    if volume == 0.0 or volume >= millilitres:
+        return 0.0
+    labels[enhancing] = 1
+    return volume

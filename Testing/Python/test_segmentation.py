@@ -25,7 +25,7 @@ from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import dense_scores, predict_labels, segment_case, segment_prepared
 from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model, save_model
 from IDHPredictorLib.segmentation.network import LAYERS, PATCH, Architecture, SegmentationCNN
-from IDHPredictorLib.segmentation.postprocess import min_enhancing_voxels, postprocess
+from IDHPredictorLib.segmentation.postprocess import drop_small_enhancing, postprocess
 from IDHPredictorLib.segmentation.training import TrainingOptions, train
 
 
@@ -156,12 +156,15 @@ def test_small_enhancing_regions_become_core_below_the_bundles_volume() -> None:
     kept = postprocess(labels)
     enhancing = int((kept == 4).sum())
     assert enhancing > 0
-    assert np.array_equal(postprocess(labels, min_enhancing_voxels=enhancing), kept)
-    relabelled = postprocess(labels, min_enhancing_voxels=enhancing + 1)
+    same = kept.copy()
+    assert drop_small_enhancing(same, enhancing / 1000.0, (1.0, 1.0, 1.0)) == 0.0 and np.array_equal(same, kept)
+    relabelled = kept.copy()
+    assert drop_small_enhancing(relabelled, (enhancing + 1) / 1000.0, (1.0, 1.0, 1.0)) == pytest.approx(enhancing / 1000)
     assert not (relabelled == 4).any() and np.array_equal(relabelled > 0, kept > 0)
     assert np.array_equal(np.isin(relabelled, (1, 4)), np.isin(kept, (1, 4)))  # the core keeps those voxels
-    assert min_enhancing_voxels(0.5, (1.0, 1.0, 1.0)) == 500 and min_enhancing_voxels(0.5, (2.0, 2.0, 2.0)) == 63
-    assert min_enhancing_voxels(0.0, (1.0, 1.0, 1.0)) == 0
+    coarse = kept.copy()  # the same voxels on a 2 mm grid hold 8 times the volume
+    assert drop_small_enhancing(coarse, 8 * enhancing / 1000.0, (2.0, 2.0, 2.0)) == 0.0
+    assert drop_small_enhancing(kept.copy(), 0.0, (1.0, 1.0, 1.0)) == 0.0
 
 
 def test_the_enhancing_volume_is_chosen_on_simulated_cases_and_honoured(small_cohort: Path, tmp_path: Path,
@@ -190,8 +193,11 @@ def test_the_enhancing_volume_is_chosen_on_simulated_cases_and_honoured(small_co
     model = load_model(bundle)
     plain = sitk.GetArrayFromImage(segment_prepared(replace(model, record={}), prepared).prepared_labels)
     model.record["postprocessing"] = {"min_enhancing_ml": 1e6}
-    ruled = sitk.GetArrayFromImage(segment_prepared(model, prepared).prepared_labels)
+    ruled_result = segment_prepared(model, prepared)
+    ruled = sitk.GetArrayFromImage(ruled_result.prepared_labels)
     assert (plain == 4).any() and not (ruled == 4).any()
+    said = [c for c in ruled_result.quality.checks if c.name == "enhancing"]  # and quality control says so
+    assert len(said) == 1 and said[0].verdict == "warn" and "shown as core" in said[0].message
     assert np.array_equal(np.isin(ruled, (1, 4)), np.isin(plain, (1, 4)))
 
     real_like = tmp_path / "not-simulated"
