@@ -31,7 +31,6 @@ class CatalogEntry:
     title: str
     modalities: tuple[str, ...]
     default: bool
-    requires: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -54,8 +53,7 @@ def load_catalog(path: Path = CATALOG, validate: bool = True) -> tuple[CatalogEn
             jsonschema.validate(record, json.loads(SCHEMA.read_text(encoding="utf-8")))
         except jsonschema.ValidationError as error:
             raise InputError(path, f"breaks {SCHEMA.name}: {error.message}", "Fix the entry or restore the shipped file") from error
-    return tuple(CatalogEntry(**{**m, "modalities": tuple(m["modalities"]), "requires": tuple(m.get("requires", ()))})
-                 for m in record["models"])
+    return tuple(CatalogEntry(**{**m, "modalities": tuple(m["modalities"])}) for m in record["models"])
 
 
 def entries(kind: str, validate: bool = True) -> list[CatalogEntry]:

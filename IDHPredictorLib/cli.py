@@ -304,7 +304,14 @@ def _evaluate_segmentation(args: argparse.Namespace) -> None:
 
 def _tune_segmentation(args: argparse.Namespace) -> None:
     from .segmentation.enhancing_rule import choose_min_enhancing
+    from .segmentation.model_bundle import load_model
+    from .segmentation.sliding_window import choose_window
 
+    if load_model(args.model).is_volumetric:
+        window = choose_window(args.cohort, args.model, args.record, args.workers, print)
+        print(f"chosen sliding window: {window['window']} voxels" + (
+            f", recorded in {Path(args.model) / 'model.json'}" if args.record
+            else " (not recorded; add --record: the enhancing volume below was measured with the bundle's own window)"))
     result = choose_min_enhancing(args.cohort, args.model, args.record, args.workers,
                                   tqdm_progress(f"segmenting with {Path(args.model).name}", "case"))
     scores = ", ".join(f"{ml} mL {dice:.3f}" for ml, dice in result["mean_enhancing_dice_by_ml"].items())
@@ -730,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(evaluate, "cases")
     evaluate.set_defaults(run=_evaluate_segmentation)
 
-    tune = commands.add_parser("tune-segmentation", help="choose a bundle's smallest enhancing volume on a "
+    tune = commands.add_parser("tune-segmentation", help="choose a bundle's sliding window (3-D) and smallest enhancing volume on a "
                                "simulated cohort (smaller enhancing regions become core)")
     tune.add_argument("cohort", help="labelled simulated cohort (idh-predictor phantom); never the real cases")
     tune.add_argument("--model", required=True, help="segmentation bundle")

@@ -62,17 +62,23 @@ class LabelledSegmentation:
     seconds: float
 
 
-def segment_labelled_case(bundle: str, folder: Path, rule_free: bool = False) -> LabelledSegmentation | None:
+def segment_labelled_case(bundle: str, folder: Path, rule_free: bool = False,
+                          window: int | None = None) -> LabelledSegmentation | None:
     """Segment one labelled case folder with ``bundle``; a quality-control refusal is the model's
     answer, an empty mask. None for a folder without images or labels. ``rule_free``: without the
-    bundle's smallest-enhancing-volume rule (``enhancing_rule`` chooses it this way)."""
+    bundle's smallest-enhancing-volume rule (``enhancing_rule`` chooses it this way); ``window``:
+    a 3-D bundle run with this sliding window (``sliding_window`` chooses it this way)."""
     from ..io.images import holds_images
     from ..preprocessing.prepare import prepare_case_folder
     from .inference import loaded_model, segment_prepared
+    from .model_bundle import load_model
 
     if not holds_images(folder):
         return None  # not a case folder (e.g. a nested collection of cases)
     model = loaded_model(bundle)
+    if window is not None:  # a fresh copy: the cached model stays as its bundle says
+        model = load_model(bundle, next(model.network.parameters()).device)
+        model.network.architecture = replace(model.network.architecture, window=window)
     if rule_free:
         model = replace(model, record={k: v for k, v in model.record.items() if k != "postprocessing"})
     prepared = prepare_case_folder(folder, model.modalities)

@@ -113,21 +113,24 @@ def segment_case(model: torch.nn.Module, modalities: tuple[str, ...], case: Case
     """
     axial = axial_case(case, modalities)
     data = network_input(axial, modalities, with_labels=False)
-    box_labels = _box_labels(model, data, postprocessing, progress)
+    box_labels = _box_labels(model, data, postprocessing, progress, axial.reference.GetSpacing()[::-1])
     if postprocessing:
         drop_small_enhancing(box_labels, min_enhancing_ml, axial.reference.GetSpacing())
     return _labels_on_grid(box_labels, data, axial.reference, case.reference)
 
 
 def _box_labels(model: torch.nn.Module, data: NetworkInput, postprocessing: bool,
-                progress: Callable[[int, int], None] | None) -> np.ndarray:
-    """Labels of the brain box (axial LPS axes), post-processed and kept inside the brain."""
+                progress: Callable[[int, int], None] | None,
+                spacing: tuple[float, float, float] | None = None) -> np.ndarray:
+    """Labels of the brain box (axial LPS axes), post-processed and kept inside the brain.
+    ``spacing`` (z, y, x mm) lets a 3-D network resample to its training voxel size; the 2-D
+    network works on the voxels as they are."""
     if isinstance(model, SegmentationCNN):
         box_labels = predict_labels(model, data.channels, data.brain, progress)
     else:
         from .volumetric import predict_volume_labels
 
-        box_labels = predict_volume_labels(model, data.channels, data.brain, progress=progress)
+        box_labels = predict_volume_labels(model, data.channels, data.brain, spacing, progress)
     if postprocessing and box_labels.any():
         box_labels = postprocess(box_labels)
         box_labels[~data.brain] = 0  # box smoothing can spill over the brain's edge
@@ -174,7 +177,7 @@ def segment_prepared(model: SegmentationModel, prepared: PreparedCase, postproce
     quality = QualityReport(list(prepared.quality.checks))
     data = checked_network_input(model, axial, quality)
     quality.raise_if_failed(case.folder)
-    box_labels = _box_labels(model.network, data, postprocessing, progress)
+    box_labels = _box_labels(model.network, data, postprocessing, progress, axial.reference.GetSpacing()[::-1])
     if postprocessing:
         check_small_enhancing(quality, drop_small_enhancing(box_labels, model.min_enhancing_ml,
                                                             axial.reference.GetSpacing()), model.min_enhancing_ml)

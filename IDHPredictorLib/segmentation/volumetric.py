@@ -6,7 +6,8 @@ sigmoid each, as in the BraTS-winning region-based training, from random 3-D cro
 2-D trainer's domain randomisation carried to 3-D (per-tissue intensity shifts, contrast,
 gamma, bias field, thick-slice resolution loss, noise, left-right flip, rotation about the
 axial axis). Built from MONAI's network, loss and sliding-window inference rather than by hand:
-they are maintained and tested there. MONAI is an optional extra, imported only here.
+they are maintained and tested there. MONAI (a dependency) is imported only here, when a 3-D
+network is built, so that the 2-D paths start without it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ class VolumetricArchitecture:
     init_filters: int = 16
     crop: int = 128  # the cube it was trained on, and the sliding window it is run with
     type: str = "segresnet"
+    spacing_mm: float = 1.0  # the training cases' voxel size: inputs on another grid are resampled to it
+    window: int | None = None  # the sliding window at inference (None: the crop); see sliding_window.choose_window
+
+    @property
+    def inference_window(self) -> int:
+        return self.window or self.crop
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -74,8 +81,8 @@ def build_network(architecture: VolumetricArchitecture) -> torch.nn.Module:
         from monai.networks.nets import SegResNet
     except ImportError as error:
         raise InputError(None, "the 3-D segmentation network needs MONAI, which is not installed",
-                         "pip install 'idhpredictor[volumetric]'; in Slicer's Python console: "
-                         "slicer.util.pip_install('monai')") from error
+                         "Reinstall the package (pip install -e .); in Slicer, the module's first Apply "
+                         "installs it, or run slicer.util.pip_install('monai')") from error
     network = SegResNet(spatial_dims=3, in_channels=architecture.in_channels, out_channels=len(REGIONS),
                         init_filters=architecture.init_filters, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1),
                         dropout_prob=0.2)
@@ -149,9 +156,23 @@ def predict_regions(network: torch.nn.Module, channels: np.ndarray, crop: int = 
 
 
 def predict_volume_labels(network: torch.nn.Module, channels: np.ndarray, brain: np.ndarray,
+                          spacing: tuple[float, float, float] | None = None,
                           progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """BraTS label map (z, y, x) of the brain box with ``build_network``'s network, before post-processing."""
-    return regions_to_labels(predict_regions(network, channels, network.architecture.crop, progress), brain)
+    """BraTS label map (z, y, x) of the brain box with ``build_network``'s network, before post-processing.
+
+    A 3-D network knows sizes in voxels: a box whose ``spacing`` (z, y, x mm) differs by more than
+    10 % from the training voxel size is resampled to it (trilinear), and the region
+    probabilities are brought back to the box's grid before thresholding."""
+    architecture = network.architecture
+    target = architecture.spacing_mm
+    if spacing is None or all(abs(s / target - 1) <= 0.1 for s in spacing):
+        return regions_to_labels(predict_regions(network, channels, architecture.inference_window, progress), brain)
+    size = [max(1, round(n * s / target)) for n, s in zip(channels.shape[1:], spacing)]
+    resampled = F.interpolate(torch.from_numpy(channels)[None], size=size, mode="trilinear", align_corners=False)
+    probabilities = predict_regions(network, resampled[0].numpy(), architecture.inference_window, progress)
+    back = F.interpolate(torch.from_numpy(probabilities)[None], size=channels.shape[1:], mode="trilinear",
+                         align_corners=False)
+    return regions_to_labels(back[0].numpy(), brain)
 
 
 @dataclass
@@ -246,7 +267,8 @@ def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Gen
 
 def _initial_network(options: VolumetricOptions) -> tuple[VolumetricArchitecture, torch.nn.Module]:
     """A new network, or with ``initial_bundle`` that bundle's network to fine-tune (same modalities;
-    its width is kept, the sliding window becomes the training crop)."""
+    its width is kept, the sliding window becomes the training crop until chosen again). The voxel size is set once
+    the training cases are read (``_training_spacing``)."""
     if options.initial_bundle is None:
         architecture = VolumetricArchitecture(len(options.modalities), options.init_filters, options.crop)
         return architecture, build_network(architecture)
@@ -257,20 +279,30 @@ def _initial_network(options: VolumetricOptions) -> tuple[VolumetricArchitecture
         raise InputError(options.initial_bundle, f"is not a 3-D bundle for {', '.join(options.modalities)} "
                          f"(it has {start.record['architecture'].get('type', 'li2017')} on {', '.join(start.modalities)})",
                          "Fine-tune from a segresnet bundle trained on the same modalities")
-    fields = {**start.record["architecture"], "crop": options.crop}
+    fields = {**start.record["architecture"], "crop": options.crop, "window": None}
     return VolumetricArchitecture(**fields), start.network
 
 
-def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> list[NetworkInput]:
-    """Network inputs with labels of the case folders (read in threads: SimpleITK releases the GIL)."""
-    def load(folder: Path) -> NetworkInput:
-        data = network_input(read_case(folder, modalities=modalities, dsc=False), modalities)
+def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> tuple[list[NetworkInput], float]:
+    """Network inputs with labels of the case folders (read in threads: SimpleITK releases the GIL)
+    and their common voxel size in mm; cases on different voxel sizes are refused, since a 3-D
+    network learns sizes in voxels."""
+    def load(folder: Path) -> tuple[NetworkInput, tuple[float, ...]]:
+        case = read_case(folder, modalities=modalities, dsc=False)
+        data = network_input(case, modalities)
         if data.classes is None:
             raise InputError(folder, "has no label map (_seg)", "Training needs reference labels for every case")
-        return data
+        return data, case.reference.GetSpacing()
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(load, folders))
+        loaded = list(pool.map(load, folders))
+    spacings = np.array([spacing for _, spacing in loaded])
+    common = float(np.median(spacings))
+    odd = [f.name for f, spacing in zip(folders, spacings) if np.any(np.abs(spacing / common - 1) > 0.1)]
+    if odd:
+        raise InputError(folders[0].parent, f"mixes voxel sizes: {', '.join(odd[:5])} differ from {common:g} mm",
+                         "Resample every training case to one isotropic voxel size (idh-predictor preprocess)")
+    return [data for data, _ in loaded], common
 
 
 def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: VolumetricOptions,
@@ -298,8 +330,11 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     held_out = {folders[i] for i in order[len(folders) - options.validation_cases:]}
     train_folders = [f for f in folders if f not in held_out]
     started = time.perf_counter()
-    train_inputs = _load_inputs(train_folders, options.modalities)
-    validation_inputs = _load_inputs(sorted(held_out), options.modalities)
+    train_inputs, spacing = _load_inputs(train_folders + sorted(held_out), options.modalities)
+    validation_inputs = train_inputs[len(train_folders):]
+    train_inputs = train_inputs[:len(train_folders)]
+    architecture = replace(architecture, spacing_mm=spacing)
+    network.architecture = architecture
     rng = np.random.default_rng([options.seed, 1])
     cases = [_gpu_case(data, options.crop, device, rng) for data in train_inputs]
     quantiles = [intensity_quantiles(data) for data in train_inputs]
@@ -357,7 +392,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
         "description": "3-D SegResNet (MONAI; Myronenko 2018), region-based (WT, TC, ET sigmoids), sliding window",
         "trained_on": "SIMULATED patients (IDHPredictor digital phantom), not real MRI",
         "normalisation": "per case and channel: z-score inside the brain, 0 outside",
-        "inference": {"crop": options.crop, "overlap": OVERLAP, "threshold": 0.5},
+        "inference": {"window": options.crop, "overlap": OVERLAP, "threshold": 0.5},
         "training": {"cohort": cohort_record(cohort_dir), "cases": len(cases),
                      "validation_cases": [str(Path(f).name) for f in sorted(held_out)],
                      "options": {**asdict(options), "modalities": list(options.modalities)},

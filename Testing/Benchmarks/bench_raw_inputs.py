@@ -21,7 +21,7 @@ import torch
 from IDHPredictorLib.phantom.realism import real_cases_dir
 from IDHPredictorLib.preprocessing.prepare import prepare_case_folder
 from IDHPredictorLib.segmentation.inference import segment_prepared
-from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model
+from IDHPredictorLib.segmentation.model_bundle import default_bundle_for, load_model
 
 MODALITIES = ("flair", "t1ce")
 
@@ -55,16 +55,17 @@ def main() -> None:
         print("raw-input benchmark skipped: ../shared/realdata/raw/TCGA-FG-6692 not found (real data never ships)")
         return
     torch.set_num_threads(args.threads)
-    model = load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
+    bundle = default_bundle_for({"flair", "t1ce"})
+    model = load_model(bundle)
     timed_run(model, realdata / "TCGA-FG-6692")  # warm-up: imports, kernels, the skull stripper's first load below
     raw_name = "raw (skull, 5.5 mm, FLAIR and T1c on their own grids)"
     runs = {raw_name: timed_run(model, raw),
             "BraTS-ready (same patient)": timed_run(model, realdata / "TCGA-FG-6692")}
     results = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch threads",
-               "date": dt.date.today().isoformat(), "runs": runs,
+               "date": dt.date.today().isoformat(), "bundle": bundle.name, "runs": runs,
                "ratio_raw_to_ready": round(runs[raw_name]["total_s"]
                                            / runs["BraTS-ready (same patient)"]["total_s"], 2)}
-    print(f"raw scan to tumour mask, TCGA-FG-6692, FLAIR + T1c bundle ({results['machine']})")
+    print(f"raw scan to tumour mask, TCGA-FG-6692, default FLAIR + T1c bundle {bundle.name} ({results['machine']})")
     for name, run in runs.items():
         print(f"  {name}: {run['total_s']:.1f} s ({run['input']}; whole tumour {run['whole_tumour_ml']} mL; QC {run['quality']})")
         for step, seconds in run["steps_s"].items():

@@ -101,7 +101,8 @@ def performance_section(results: Path = RESULTS) -> str:
         raw = json.loads(raw_path.read_text(encoding="utf-8"))
         (raw_name, raw_run), (ready_name, ready_run) = raw["runs"].items()
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in raw_run["steps_s"].items())
-        lines.append(f"| Raw scans to tumour mask, real TCGA-FG-6692 {raw_name} (bench_raw_inputs.py, {raw['date']}) | "
+        lines.append(f"| Raw scans to tumour mask, real TCGA-FG-6692 {raw_name}, {raw.get('bundle', 'segmentation-flair-t1ce')} "
+                     f"(bench_raw_inputs.py, {raw['date']}) | "
                      f"{raw_run['total_s']:.0f} s ({steps}) | {ready_name} {ready_run['total_s']:.0f} s |")
     cluster_path = results / "cluster.json"
     if cluster_path.exists():

@@ -11,6 +11,7 @@ import pytest
 
 from IDHPredictorLib.batch import SUMMARY
 from IDHPredictorLib.cli import main
+from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS
 
 
 def test_preprocess_over_a_cohort_makes_a_cohort(small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -49,7 +50,8 @@ def test_batch_outputs_never_replace_files_they_did_not_write(small_cohort: Path
     out = tmp_path / "masks"
     (out / "PHANTOM-001").mkdir(parents=True)
     (out / "PHANTOM-001" / "mine.txt").write_text("keep")  # the user's own file where a case would go
-    assert main(["segment", str(cohort), "--out", str(out)]) == 2
+    fast = str(DEFAULT_MODELS / "segmentation-flair-t1ce")  # the 2-D network: this is about files, and it is faster
+    assert main(["segment", str(cohort), "--out", str(out), "--model", fast]) == 2
     summary = json.loads((out / SUMMARY).read_text())
     errors = {f["case_id"]: f["error"] for f in summary["failures"]}
     assert "holds files this command did not write" in errors["PHANTOM-001"]

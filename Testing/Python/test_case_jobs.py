@@ -160,17 +160,19 @@ def test_results_survive_a_scene_save_and_reload_and_still_export(small_cohort: 
 
 
 def test_catalogue_names_the_defaults_and_is_checked_against_its_schema(tmp_path: Path) -> None:
-    assert catalog.default_model("segmentation", {"flair", "t1ce", "t2"}).name == "segmentation-flair-t1ce"
+    assert catalog.default_model("segmentation", {"flair", "t1ce", "t2"}).name == "segmentation-segresnet-flair-t1ce"
     assert catalog.default_model("segmentation", {"flair"}).name == "segmentation-flair"
     assert catalog.resolve_model("dlr", "").name == "dlr-flair-t1ce"
-    assert catalog.resolve_model("segmentation", "segmentation-segresnet-flair-t1ce") == catalog.MODELS_DIR / "segmentation-segresnet-flair-t1ce"
+    assert catalog.resolve_model("segmentation", "segmentation-flair-t1ce") == catalog.MODELS_DIR / "segmentation-flair-t1ce"
     assert catalog.resolve_model("perfusion", str(tmp_path)) == tmp_path
     for entry in catalog.load_catalog():
         record = json.loads((entry.folder / "model.json").read_text())
         assert record["kind"] == entry.kind, entry.id
         if entry.kind == "segmentation":
             assert tuple(record["modalities"]) == entry.modalities
-    assert [e.id for e in catalog.entries("segmentation")][-1] == "segmentation-segresnet-flair-t1ce"
+    menu = [e.id for e in catalog.entries("segmentation")]  # defaults first, then the others in catalogue order
+    assert menu == ["segmentation-segresnet-flair-t1ce", "segmentation-flair", "segmentation-flair-t1ce",
+                    "segmentation-flair-t1ce-appearance"]
     with pytest.raises(InputError, match="no shipped segmentation model"):
         catalog.default_model("segmentation", {"t1", "t2"})
     bad = tmp_path / "catalog.json"

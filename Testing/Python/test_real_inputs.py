@@ -2,8 +2,8 @@
 constant non-zero background (a z-scored copy of a TCGA case; BraTS 2013, expert labels) and a
 raw scan with skull (TCGA-FG-6692 as it left the scanner). Skips without ../shared/realdata.
 
-Thresholds sit below the values measured with the shipped FLAIR + T1c bundle (stated beside
-each), so that a regression fails while run-to-run noise does not.
+Thresholds sit below the values measured with the default FLAIR + T1c bundle, the 3-D SegResNet
+(stated beside each), so that a regression fails while run-to-run noise does not.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from IDHPredictorLib.preprocessing.prepare import prepare_case, prepare_case_fol
 from IDHPredictorLib.segmentation.data import network_input
 from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import segment_prepared
-from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_model
+from IDHPredictorLib.segmentation.model_bundle import default_bundle_for, load_model
 
 MODALITIES = ("flair", "t1ce")
 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model(DEFAULT_MODELS / "segmentation-flair-t1ce")
+    return load_model(default_bundle_for(set(MODALITIES)))
 
 
 def _real(realdata: Path, *parts: str) -> Path:
@@ -53,7 +53,7 @@ def test_zero_background_case_segments_from_the_command_line(realdata: Path, tmp
     assert report["preparation"]["input_kind"] == InputKind.ZERO_BACKGROUND.value
     assert report["quality"]["verdict"] in ("pass", "warn")
     metrics = region_metrics(_array(out), _array(case_dir / "TCGA-FG-6692_seg.nii.gz"))
-    assert metrics["whole_tumour"]["dice"] > 0.75  # measured 0.805 (fused algorithmic labels)
+    assert metrics["whole_tumour"]["dice"] > 0.8  # measured 0.842 (fused algorithmic labels; 2-D network 0.805)
 
 
 def test_z_scored_copy_of_a_real_case_gives_the_network_the_same_input(realdata: Path) -> None:
@@ -88,7 +88,7 @@ def test_expert_labelled_z_scored_case_segments(realdata: Path, model) -> None:
     prepared = prepare_case_folder(folder, MODALITIES)
     result = segment_prepared(model, prepared)
     metrics = region_metrics(sitk.GetArrayFromImage(result.labels), sitk.GetArrayFromImage(prepared.case.labels))
-    assert metrics["whole_tumour"]["dice"] > 0.65  # measured 0.740 (expert labels); 0.16 before the brain was found
+    assert metrics["whole_tumour"]["dice"] > 0.85  # measured 0.923 (expert labels; 2-D network 0.740); 0.16 before the brain was found
     assert result.quality.verdict in ("pass", "warn")
 
 
@@ -113,7 +113,7 @@ def test_raw_case_with_skull_to_tumour_mask(realdata: Path, model) -> None:
     voxel_ml = float(np.prod(native_t1ce.GetSpacing())) / 1000
     fused = _array(realdata / "TCGA-FG-6692" / "TCGA-FG-6692_seg.nii.gz")
     ratio = np.count_nonzero(labels) * voxel_ml / (np.count_nonzero(fused) / 1000)
-    assert 0.4 < ratio < 1.5  # measured 0.53: the model under-segments this oedema
+    assert 0.75 < ratio < 1.25  # measured 0.99 (the 2-D network found 0.53 of it, under-segmenting the oedema)
 
 
 def _centre_of_mass_mm(mask: np.ndarray, image: sitk.Image) -> np.ndarray:
@@ -122,11 +122,11 @@ def _centre_of_mass_mm(mask: np.ndarray, image: sitk.Image) -> np.ndarray:
 
 
 def test_swapped_flair_and_t1ce_are_refused(realdata: Path, model) -> None:
-    """On TCGA-FG-6692 the swap is refused (on TCGA-DU-7294 and BRATS2013-6 it only warns: the
-    check is a heuristic, see segmentation/checks.py)."""
+    """On TCGA-DU-7294 the swap is refused by the tissue-contrast check, before the network runs
+    (on the other real cases it only warns: the checks are heuristics, see segmentation/checks.py)."""
     from IDHPredictorLib.errors import InputError
 
-    case = read_case(_real(realdata, "TCGA-FG-6692"), MODALITIES, labels=False, dsc=False)
+    case = read_case(_real(realdata, "TCGA-DU-7294"), MODALITIES, labels=False, dsc=False)
     swapped = replace(case, images={"flair": case.images["t1ce"], "t1ce": case.images["flair"]})
     with pytest.raises(InputError, match="look swapped"):
         segment_prepared(model, prepare_case(swapped))

@@ -277,9 +277,9 @@ def test_training_resumes_from_its_checkpoint(small_cohort: Path, tmp_path: Path
 def test_default_bundle_follows_the_case_modalities() -> None:
     from IDHPredictorLib.segmentation.model_bundle import default_bundle_for
 
-    assert default_bundle_for({"flair", "t1ce"}).name == "segmentation-flair-t1ce"
+    assert default_bundle_for({"flair", "t1ce"}).name == "segmentation-segresnet-flair-t1ce"
     assert default_bundle_for({"flair", "t1", "t2"}).name == "segmentation-flair"
-    assert default_bundle_for({"flair", "t1", "t1ce", "t2"}).name == "segmentation-flair-t1ce"
+    assert default_bundle_for({"flair", "t1", "t1ce", "t2"}).name == "segmentation-segresnet-flair-t1ce"
     with pytest.raises(InputError, match="no shipped segmentation model"):
         default_bundle_for({"t1", "t2"})
     for bundle in DEFAULT_MODELS.glob("segmentation-*"):
