@@ -106,9 +106,10 @@ def segment_case(model: torch.nn.Module, modalities: tuple[str, ...], case: Case
                  progress: Callable[[int, int], None] | None = None, min_enhancing_ml: float = 0.0) -> sitk.Image:
     """Segment ``case``: labels 1/2/4 on the case's reference grid (same origin, spacing, direction).
 
-    The network works on axial slices, so the images are first permuted/flipped to LPS axes
-    (numpy axis 0 = inferior-superior) and the labels are mapped back (nearest neighbour, exact
-    for an axis permutation). Voxel size is not changed. ``min_enhancing_ml``: a bundle's
+    The images are first permuted/flipped to LPS axes (numpy axis 0 = inferior-superior: the 2-D
+    network works on axial slices) and the labels are mapped back (nearest neighbour, exact for an
+    axis permutation). The 2-D network keeps the voxel size; a 3-D network runs at its training
+    voxel size (``volumetric.predict_volume_labels``). ``min_enhancing_ml``: a bundle's
     ``SegmentationModel.min_enhancing_ml`` (see ``postprocess``).
     """
     axial = axial_case(case, modalities)

@@ -285,8 +285,8 @@ def _initial_network(options: VolumetricOptions) -> tuple[VolumetricArchitecture
 
 def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> tuple[list[NetworkInput], float]:
     """Network inputs with labels of the case folders (read in threads: SimpleITK releases the GIL)
-    and their common voxel size in mm; cases on different voxel sizes are refused, since a 3-D
-    network learns sizes in voxels."""
+    and their common voxel size in mm; anisotropic voxels, or cases on different voxel sizes, are
+    refused, since a 3-D network learns sizes in voxels."""
     def load(folder: Path) -> tuple[NetworkInput, tuple[float, ...]]:
         case = read_case(folder, modalities=modalities, dsc=False)
         data = network_input(case, modalities)
@@ -298,6 +298,11 @@ def _load_inputs(folders: list[Path], modalities: tuple[str, ...]) -> tuple[list
         loaded = list(pool.map(load, folders))
     spacings = np.array([spacing for _, spacing in loaded])
     common = float(np.median(spacings))
+    anisotropic = [f.name for f, spacing in zip(folders, spacings) if spacing.max() > 1.1 * spacing.min()]
+    if anisotropic:
+        raise InputError(folders[0].parent, f"has cases with anisotropic voxels ({', '.join(anisotropic[:5])}); "
+                         "the 3-D network is trained and run on cubic voxels",
+                         "Resample every training case to one isotropic voxel size (idh-predictor preprocess)")
     odd = [f.name for f, spacing in zip(folders, spacings) if np.any(np.abs(spacing / common - 1) > 0.1)]
     if odd:
         raise InputError(folders[0].parent, f"mixes voxel sizes: {', '.join(odd[:5])} differ from {common:g} mm",

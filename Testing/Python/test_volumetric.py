@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,15 +125,25 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
     assert rechosen.record["inference"]["window_choice"]["chosen_on"]["phantom"]["options"]["seed"] == 11
 
 
-def test_the_3d_trainer_refuses_a_cohort_of_mixed_voxel_sizes(small_cohort: Path, full_cohort: Path,
+def test_the_3d_trainer_refuses_mixed_or_anisotropic_voxel_sizes(small_cohort: Path, full_cohort: Path,
                                                                tmp_path: Path) -> None:
     cohort = tmp_path / "mixed"
     cohort.mkdir()
     for source in (case_folders(small_cohort)[1:3] + case_folders(full_cohort)[:1]):  # distinct case ids
         (cohort / source.name).symlink_to(source)
+    options = VolumetricOptions(init_filters=8, crop=16, steps=1, validation_cases=1, device="cpu")
     with pytest.raises(InputError, match="mixes voxel sizes: PHANTOM-000 differ"):
-        train_volumetric(cohort, tmp_path / "bundle", VolumetricOptions(init_filters=8, crop=16, steps=1,
-                                                                        validation_cases=1, device="cpu"))
+        train_volumetric(cohort, tmp_path / "bundle", options)
+    thick = tmp_path / "thick"  # the same two cases with 5 mm slices: one voxel size, but not cubic
+    for source in case_folders(small_cohort)[1:3]:
+        shutil.copytree(source, thick / source.name)
+        for path in (thick / source.name).glob("*.nii.gz"):
+            image = sitk.ReadImage(str(path))
+            if image.GetDimension() == 3:
+                image.SetSpacing((2.5, 2.5, 5.0))
+                sitk.WriteImage(image, str(path))
+    with pytest.raises(InputError, match="anisotropic voxels .PHANTOM-001, PHANTOM-002."):
+        train_volumetric(thick, tmp_path / "bundle", options)
     assert not (tmp_path / "bundle").exists()
 
 
