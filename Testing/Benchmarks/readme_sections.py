@@ -44,7 +44,7 @@ def results_section(demo: dict) -> str:
              "",
              f"* Cohort: {cohort['patients']} small (2.5 mm) patients, {cohort['mutant']} IDH-mutant, grades II-IV; "
              f"{cohort['full_size_patients']} new full-size patient{'' if cohort['full_size_patients'] == 1 else 's'} for segmentation.",
-             "* Segmentation Dice (shipped FLAIR+T1c CNN, full-size): " + ", ".join(
+             f"* Segmentation Dice (default FLAIR + T1c bundle {seg['model']}, full-size): " + ", ".join(
                  f"{region.replace('_', ' ')} {v['mean']:.3f}" for region, v in seg["dice"].items()) + ".",
              "", "| Model | Validation (patients) | AUC (95% CI) |", "|---|---|---|"]
     for key in ("dlr_main", "dlr_temporal", "dlr_layers"):
