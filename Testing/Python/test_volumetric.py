@@ -160,12 +160,17 @@ def test_shipped_3d_bundle_segments_an_unseen_phantom_and_is_no_dlr_filter_bank(
 
 def test_the_shipped_3d_bundle_runs_a_coarser_grid_at_its_training_voxel_size(small_cohort: Path) -> None:
     """Trained at 1 mm, run on a 2.5 mm phantom: the box is resampled to 1 mm and back, so that
-    the network sees tumours at the size it learnt (without this it found almost nothing here)."""
+    the network sees tumours at the size it learnt. Run on the 2.5 mm voxels as they are, it
+    finds almost nothing on this case (measured whole tumour 0.05 against 0.82)."""
     model = load_model(DEFAULT_MODELS / "segmentation-segresnet-flair-t1ce")
     assert model.network.architecture.spacing_mm == 1.0
-    case = read_case(case_folders(small_cohort)[1], modalities=model.modalities, dsc=False)
+    case = read_case(case_folders(small_cohort)[4], modalities=model.modalities, dsc=False)
     assert case.reference.GetSpacing() == (2.5, 2.5, 2.5)
+    reference = sitk.GetArrayFromImage(case.labels)
     predicted = segment_case(model.network, model.modalities, case)
     assert predicted.GetSize() == case.labels.GetSize()
-    dice = region_metrics(sitk.GetArrayFromImage(predicted), sitk.GetArrayFromImage(case.labels))
-    assert dice["whole_tumour"]["dice"] > 0.8 and dice["tumour_core"]["dice"] > 0.7, dice
+    dice = region_metrics(sitk.GetArrayFromImage(predicted), reference)
+    assert dice["whole_tumour"]["dice"] > 0.75 and dice["tumour_core"]["dice"] > 0.7, dice
+    model.network.architecture = replace(model.network.architecture, spacing_mm=2.5)  # as if trained on this grid
+    as_is = region_metrics(sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case)), reference)
+    assert as_is["whole_tumour"]["dice"] < 0.5, as_is
