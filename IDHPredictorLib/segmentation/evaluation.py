@@ -70,14 +70,15 @@ def segment_labelled_case(bundle: str, folder: Path, rule_free: bool = False,
     a 3-D bundle run with this sliding window (``sliding_window`` chooses it this way)."""
     from ..io.images import holds_images
     from ..preprocessing.prepare import prepare_case_folder
-    from .inference import loaded_model, segment_prepared
+    from .inference import choose_device, loaded_model, segment_prepared
     from .model_bundle import load_model
 
     if not holds_images(folder):
         return None  # not a case folder (e.g. a nested collection of cases)
-    model = loaded_model(bundle)
-    if window is not None:  # a fresh copy: the cached model stays as its bundle says
-        model = load_model(bundle, next(model.network.parameters()).device)
+    if window is None:
+        model = loaded_model(bundle)
+    else:  # a fresh copy: the cached model stays as its bundle says
+        model = load_model(bundle, choose_device())
         model.network.architecture = replace(model.network.architecture, window=window)
     if rule_free:
         model = replace(model, record={k: v for k, v in model.record.items() if k != "postprocessing"})
