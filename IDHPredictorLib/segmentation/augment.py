@@ -15,6 +15,7 @@ on FLAIR, faint oedema and enhancing rims that are not bright on FLAIR (issue 15
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,24 +39,47 @@ TUMOUR_APPEARANCE = {
 }
 
 
-def appearance_setting(modalities: tuple[str, ...], probability: float) -> tuple[torch.Tensor, float] | None:
-    """The ``appearance`` argument of the randomisers: (channels, 3 tumour classes, 2) low/high
-    mean z-scores of ``TUMOUR_APPEARANCE`` and the share of crops moved; None when that is 0."""
+# Sequences on which a moved core is never brighter than its oedema: necrosis and non-enhancing
+# tumour have a longer T1 than peritumoral oedema (phantom.tissue.TISSUE_RELAXATION), so they are
+# the darker of the two on T1-weighted images, with or without contrast; in the four real cases'
+# reference labels the core's median T1c lies 0.1 to 1.7 brain sd below the oedema's. Drawn
+# independently, half the moved crops showed the reverse, which taught the network that T1c says
+# nothing about core against oedema. On FLAIR and T2 either order occurs (cystic or solid cores).
+CORE_NOT_BRIGHTER_THAN_OEDEMA = ("t1ce", "t1")
+
+
+class AppearanceSetting(NamedTuple):
+    """The ``appearance`` argument of the randomisers (``appearance_setting``)."""
+
+    ranges: torch.Tensor              # (channels, 3 tumour classes, 2) low/high mean z-scores
+    probability: float                # share of crops moved
+    core_not_brighter: torch.Tensor   # (channels,) bool: core drawn no brighter than oedema
+
+
+def appearance_setting(modalities: tuple[str, ...], probability: float) -> AppearanceSetting | None:
+    """The ranges of ``TUMOUR_APPEARANCE`` and the ordering of ``CORE_NOT_BRIGHTER_THAN_OEDEMA``
+    for ``modalities``, with the share of crops moved; None when that share is 0."""
     if probability <= 0:
         return None
-    return torch.tensor([TUMOUR_APPEARANCE[m] for m in modalities], dtype=torch.float32), probability
+    return AppearanceSetting(torch.tensor([TUMOUR_APPEARANCE[m] for m in modalities], dtype=torch.float32),
+                             probability, torch.tensor([m in CORE_NOT_BRIGHTER_THAN_OEDEMA for m in modalities]))
 
 
-def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, ranges: torch.Tensor, probability: float,
+def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, setting: AppearanceSetting,
                       generator: torch.Generator) -> torch.Tensor:
-    """Shift each tumour class of a ``probability`` share of the (n, C, ...) crops so that its
-    mean lies at a value drawn uniformly from ``ranges`` (C, 3, 2); texture within a class is kept."""
+    """Shift each tumour class of a ``setting.probability`` share of the (n, C, ...) crops so that
+    its mean lies at a value drawn uniformly from ``setting.ranges``; on the ordered channels the
+    lower of the core and oedema draws goes to the core. Texture within a class is kept."""
     n, channels = x.shape[:2]
     device = x.device
-    chosen = torch.rand(n, generator=generator, device=generator.device).to(device) < probability
+    chosen = torch.rand(n, generator=generator, device=generator.device).to(device) < setting.probability
     draw = torch.rand(n, channels, 3, generator=generator, device=generator.device).to(device)
-    ranges = ranges.to(device)
+    ranges = setting.ranges.to(device)
     targets = ranges[..., 0] + draw * (ranges[..., 1] - ranges[..., 0])  # (n, C, 3)
+    ordered = setting.core_not_brighter.to(device)[None]  # (1, C)
+    core, oedema = targets[..., 0], targets[..., 1]
+    targets = torch.stack([torch.where(ordered, torch.minimum(core, oedema), core),
+                           torch.where(ordered, torch.maximum(core, oedema), oedema), targets[..., 2]], -1)
     flat_x, flat_tissue = x.reshape(n, channels, -1), tissue.reshape(n, 1, -1)
     shift = torch.zeros_like(flat_x)
     for index, tumour_class in enumerate((1, 2, 3)):
@@ -68,14 +92,14 @@ def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, ranges: torch.Tenso
 
 
 def randomise(patches: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
-              out_size: int, appearance: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              out_size: int, appearance: AppearanceSetting | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment (n, C, s, s) z-scored tiles with their (n, s, s) tissue-class map; return the
     warped centre ``out_size`` crops of both: (n, C, o, o) float and (n, o, o) long.
     ``appearance``: see ``appearance_setting``."""
     n, channels, size, _ = patches.shape
     inside = (tissue > 0).unsqueeze(1).float()
     if appearance is not None:
-        patches = tumour_appearance(patches, tissue, *appearance, generator)
+        patches = tumour_appearance(patches, tissue, appearance, generator)
 
     def normal(*shape: int, sd: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator) * sd

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
-from .augment import TISSUE_CLASSES, appearance_setting, tumour_appearance
+from .augment import TISSUE_CLASSES, AppearanceSetting, appearance_setting, tumour_appearance
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
 from .inference import choose_device, mixed_precision
@@ -216,14 +216,14 @@ def _sample_crops(cases: list[_GpuCase], rng: np.random.Generator, options: Volu
 
 
 def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
-                     appearance: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     appearance: AppearanceSetting | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """3-D counterpart of ``augment.randomise`` for (n, C, s, s, s) z-scored crops and their
     (n, s, s, s) tissue maps, on the crops' device."""
     n, channels, size = x.shape[0], x.shape[1], x.shape[-1]
     device = x.device
     inside = (tissue > 0).unsqueeze(1).float()
     if appearance is not None:
-        x = tumour_appearance(x, tissue, *appearance, generator)
+        x = tumour_appearance(x, tissue, appearance, generator)
 
     def normal(*shape: int, sd: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator, device=device) * sd

@@ -47,13 +47,13 @@ def test_shapes_and_layer_names() -> None:
 def test_tumour_appearance_moves_each_tumour_class_into_its_real_world_range() -> None:
     """Every tumour class of a moved tile gets a mean inside its sequence's range, drawn over the
     whole range (a core darker than the brain on FLAIR included), keeps its texture, and the rest
-    of the brain is untouched."""
+    of the brain is untouched. On T1c the core is never brighter than the oedema; on FLAIR it may be."""
     generator = torch.Generator().manual_seed(0)
     tissue = torch.full((200, 93, 93), 5, dtype=torch.uint8)
     tissue[:, 20:70, 20:70], tissue[:, 35:55, 35:55], tissue[:, 30:34, 30:60] = 2, 1, 3
     tiles = torch.randn(200, 2, 93, 93, generator=generator) * 0.3 + 2.0 * (tissue == 1).unsqueeze(1)
-    ranges, share = appearance_setting(("flair", "t1ce"), 1.0)
-    shifted = tumour_appearance(tiles, tissue, ranges, share, generator)
+    setting = appearance_setting(("flair", "t1ce"), 1.0)
+    shifted = tumour_appearance(tiles, tissue, setting, generator)
     for index, tumour_class in enumerate((1, 2, 3)):
         inside = tissue[0] == tumour_class
         means = shifted[:, :, inside].mean(-1)  # (tiles, channels)
@@ -63,12 +63,15 @@ def test_tumour_appearance_moves_each_tumour_class_into_its_real_world_range() -
             assert means[:, channel].max() - means[:, channel].min() > 0.6 * (high - low)  # the whole range is drawn
         assert torch.allclose(shifted[:, :, inside].std(-1), tiles[:, :, inside].std(-1), atol=1e-4)
     assert (shifted[:, 0, tissue[0] == 1].mean(-1) < 0).any()  # a core darker than the average brain on FLAIR
+    core, oedema = shifted[:, :, tissue[0] == 1].mean(-1), shifted[:, :, tissue[0] == 2].mean(-1)
+    assert (core[:, 1] <= oedema[:, 1] + 1e-4).all()  # T1c: the core is the darker, as real cores are
+    assert (core[:, 0] > oedema[:, 0]).any() and (core[:, 0] < oedema[:, 0]).any()  # FLAIR: either order
     assert torch.equal(shifted[:, :, tissue[0] == 5], tiles[:, :, tissue[0] == 5])
-    half = tumour_appearance(tiles, tissue, ranges, 0.5, generator)
+    half = tumour_appearance(tiles, tissue, setting._replace(probability=0.5), generator)
     unchanged = (half == tiles).flatten(1).all(1).float().mean()
     assert 0.35 < unchanged < 0.65
     assert appearance_setting(("flair",), 0.0) is None
-    crops, crop_tissue = randomise(tiles[:8], tissue[:8], generator, 65, (ranges, share))  # as training calls it
+    crops, crop_tissue = randomise(tiles[:8], tissue[:8], generator, 65, setting)  # as training calls it
     assert crops.shape == (8, 2, 65, 65) and crop_tissue.shape == (8, 65, 65)
 
 
