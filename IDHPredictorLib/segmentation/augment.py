@@ -43,8 +43,8 @@ TUMOUR_APPEARANCE = {
 # tumour have a longer T1 than peritumoral oedema (phantom.tissue.TISSUE_RELAXATION), so they are
 # the darker of the two on T1-weighted images, with or without contrast; in the four real cases'
 # reference labels the core's median T1c lies 0.1 to 1.7 brain sd below the oedema's. Drawn
-# independently, half the moved crops showed the reverse, which taught the network that T1c says
-# nothing about core against oedema. On FLAIR and T2 either order occurs (cystic or solid cores).
+# independently, a third of the moved crops showed the reverse. On FLAIR and T2 either order
+# occurs (cystic or solid cores).
 CORE_NOT_BRIGHTER_THAN_OEDEMA = ("t1ce", "t1")
 
 
