@@ -3,6 +3,8 @@
 Ctrl-C while torch and SimpleITK load (the first seconds) must end like Ctrl-C later: "cancelled"
 and exit 130, not a Python traceback or a C++ abort inside an extension module's initialisation.
 So SIGINT is held pending while the command line module imports, and delivered afterwards.
+Once the command has returned, a late Ctrl-C is ignored: Python restores the default handler while it
+shuts down, and a signal then would kill the finished process (exit -2) after it said what it did.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ def main() -> int:
 
         if can_hold:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C pressed meanwhile arrives now
-        return run_command_line()
+        status = run_command_line()
     except KeyboardInterrupt:
         print(CANCELLED, file=sys.stderr)
-        return 130
+        status = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the work is over; see the module docstring
+    return status
 
 
 if __name__ == "__main__":

@@ -170,6 +170,22 @@ def test_ctrl_c_while_the_libraries_load_says_cancelled(tmp_path: Path, delay_s:
     assert (process.returncode == 130 and "cancelled" in err) or process.returncode == 2, (process.returncode, err)
 
 
+def test_ctrl_c_after_the_command_returned_cannot_kill_the_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C while the finished process shuts down (default handler back in place) killed it with
+    -SIGINT after it had printed its result (seen in CI); once the command returns, SIGINT is ignored."""
+    import signal
+
+    from IDHPredictorLib import cli, console
+
+    monkeypatch.setattr(cli, "main", lambda: 2)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert console.main() == 2
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_bundle_with_changed_weights_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import torch
 
