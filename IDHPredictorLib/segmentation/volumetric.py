@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
-from .augment import TISSUE_CLASSES, AppearanceSetting, appearance_setting, tumour_appearance
+from .augment import TISSUE_CLASSES, AppearanceSetting, appearance_setting, bright_normal_structures, bright_structure_setting, tumour_appearance
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
 from .inference import choose_device, mixed_precision
@@ -68,6 +68,7 @@ class VolumetricOptions:
     weight_decay: float = 1e-5
     tumour_fraction: float = 0.7
     tumour_appearance: float = 0.5  # share of crops whose tumour classes get a real-world mean (augment)
+    bright_structures: float = 0.5  # share of crops given contrast-enhancing vessels, plexus, dura (augment)
     validation_cases: int = 2
     max_minutes: float | None = None
     seed: int = 0
@@ -216,14 +217,18 @@ def _sample_crops(cases: list[_GpuCase], rng: np.random.Generator, options: Volu
 
 
 def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
-                     appearance: AppearanceSetting | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     appearance: AppearanceSetting | None = None,
+                     bright_structures: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """3-D counterpart of ``augment.randomise`` for (n, C, s, s, s) z-scored crops and their
-    (n, s, s, s) tissue maps, on the crops' device."""
+    (n, s, s, s) tissue maps, on the crops' device; ``bright_structures``: see
+    ``augment.bright_structure_setting``."""
     n, channels, size = x.shape[0], x.shape[1], x.shape[-1]
     device = x.device
     inside = (tissue > 0).unsqueeze(1).float()
     if appearance is not None:
         x = tumour_appearance(x, tissue, appearance, generator)
+    if bright_structures is not None:
+        x = bright_normal_structures(x, tissue, *bright_structures, generator)
 
     def normal(*shape: int, sd: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator, device=device) * sd
@@ -355,6 +360,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     dice_loss = DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     appearance = appearance_setting(options.modalities, options.tumour_appearance)
+    bright_structures = bright_structure_setting(options.modalities, options.bright_structures)
     history, losses = [], []
     log_every = max(1, min(100, options.steps // 10))
     deadline = None if options.max_minutes is None else started + 60 * options.max_minutes
@@ -362,7 +368,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     step = 0
     while step < planned:
         images, tissue = _sample_crops(cases, rng, options)
-        images, tissue = randomise_volume(images, tissue, generator, appearance)
+        images, tissue = randomise_volume(images, tissue, generator, appearance, bright_structures)
         targets = region_targets(tissue)
         with mixed_precision(device):
             logits = network(images)

@@ -16,7 +16,7 @@ import torch
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
 from IDHPredictorLib.io.cohort import case_folders
-from IDHPredictorLib.segmentation.augment import appearance_setting
+from IDHPredictorLib.segmentation.augment import appearance_setting, bright_normal_structures, bright_structure_setting
 from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import segment_case
 from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank, load_model
@@ -67,6 +67,30 @@ def test_randomisation_moves_image_and_tissue_map_together() -> None:
                              appearance_setting(("flair", "t1ce"), 1.0)) for seed in range(6)]
     flair_means = [float(out[n, 0, out_tissue[n] == 1].mean()) for out, out_tissue in dark for n in range(4)]
     assert min(flair_means) < 0.0 < 2.0 < max(flair_means)
+
+
+def test_bright_normal_structures_touch_only_t1c_outside_the_tumour() -> None:
+    """Vessels, plexus and dura go on the contrast channel, on non-tumour brain only (their label
+    stays background), cover a small share of it, and reach a real vessel's brightness."""
+    size = 48
+    tissue = torch.full((6, size, size, size), 5, dtype=torch.uint8)
+    tissue[:, :, :, :6] = 0  # outside the brain: the rim lies next to it
+    tissue[:, 16:32, 16:32, 20:36] = 2  # tumour
+    image = torch.zeros(6, 2, size, size, size)
+    setting = bright_structure_setting(("flair", "t1ce"), 1.0)
+    assert setting is not None and setting[0].tolist() == [False, True]
+    added = bright_normal_structures(image, tissue, *setting, torch.Generator().manual_seed(1)) - image
+    assert not added[:, 0].any()  # FLAIR untouched
+    assert not added[:, 1][tissue != 5].any()  # tumour and outside untouched
+    brain = tissue == 5
+    for n in range(6):
+        bright = added[n, 1][brain[n]] > 1.0
+        assert 0.002 < float(bright.float().mean()) < 0.25
+        assert float(added[n, 1].max()) >= 1.4
+    none_drawn = bright_normal_structures(image, tissue, setting[0], 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(none_drawn, image)
+    assert bright_structure_setting(("flair", "t2"), 1.0) is None  # no contrast channel
+    assert bright_structure_setting(("flair", "t1ce"), 0.0) is None
 
 
 def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(small_cohort: Path,
