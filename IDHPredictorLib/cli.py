@@ -322,6 +322,15 @@ def _tune_segmentation(args: argparse.Namespace) -> None:
                                                        if args.record else " (not recorded; add --record)"))
 
 
+def _average_segmentation(args: argparse.Namespace) -> None:
+    from .segmentation.weight_averaging import average_bundles
+
+    check_output_folder(Path(args.out), replaced_if_marked="model.json")  # a bundle may be replaced, nothing else
+    out = average_bundles(args.start, args.fine_tuned, args.out, args.share)
+    print(f"wrote {out}; choose its window and smallest enhancing volume next: "
+          f"idh-predictor tune-segmentation COHORT --model {out} --record")
+
+
 def auc_text(metrics: dict) -> str:
     """``0.912 (95% CI 0.861-0.955)``, ``0.900 (no interval: ...)`` or ``n/a``."""
     auc = metrics["auc"]
@@ -748,6 +757,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--record", action="store_true", help="write the choice into the bundle's model.json")
     _add_cluster_options(tune, "cases")
     tune.set_defaults(run=_tune_segmentation)
+
+    average = commands.add_parser("average-segmentation", help="average a 3-D bundle's weights with those of one "
+                                  "fine-tuned from it (WiSE-FT), into a new bundle")
+    average.add_argument("start", help="3-D bundle the fine-tuning started from")
+    average.add_argument("fine_tuned", help="3-D bundle fine-tuned from it (train-segmentation --fine-tune)")
+    average.add_argument("--out", required=True, help="folder for the averaged bundle")
+    average.add_argument("--share", type=share, default=0.5, help="weight of the fine-tuned bundle (0-1)")
+    average.set_defaults(run=_average_segmentation)
 
     dlr = commands.add_parser("dlr", help="evaluate deep-learning radiomics (and the radiomics baseline) on a cohort")
     dlr.add_argument("cohort", help="cohort folder: case folders with _seg masks + clinical.csv")

@@ -198,3 +198,33 @@ def test_the_shipped_3d_bundle_runs_a_coarser_grid_at_its_training_voxel_size(sm
     model.network.architecture = replace(model.network.architecture, spacing_mm=2.5)  # as if trained on this grid
     as_is = region_metrics(sitk.GetArrayFromImage(segment_case(model.network, model.modalities, case)), reference)
     assert as_is["whole_tumour"]["dice"] < 0.5, as_is
+
+
+def test_averaged_bundle_holds_the_mean_weights_and_names_both_sources(tmp_path: Path) -> None:
+    """WiSE-FT averaging (segmentation.weight_averaging) through the command line: the midpoint of
+    two small bundles' weights, a record without the metrics of either, and a mismatch refused."""
+    from IDHPredictorLib import cli
+    from IDHPredictorLib.segmentation.model_bundle import save_volumetric_model
+    from IDHPredictorLib.segmentation.volumetric import VolumetricArchitecture, build_network
+
+    def bundle(name: str, seed: int, width: int = 8) -> Path:
+        torch.manual_seed(seed)
+        architecture = VolumetricArchitecture(in_channels=2, init_filters=width, crop=32, window=64)
+        record = {"description": "test", "inference": {"window": 64, "window_choice": {"window": 64}},
+                  "metrics": {"real": 1.0}, "postprocessing": {"min_enhancing_ml": 1.0}}
+        return save_volumetric_model(tmp_path / name, build_network(architecture), architecture, ("flair", "t1ce"),
+                                     record)
+
+    start, tuned = bundle("start", 0), bundle("tuned", 1)
+    assert cli.main(["average-segmentation", str(start), str(tuned), "--out", str(tmp_path / "mean")]) == 0
+    mean = load_model(tmp_path / "mean")
+    first, second = load_model(start).network.state_dict(), load_model(tuned).network.state_dict()
+    name = next(k for k, v in first.items() if v.is_floating_point() and not torch.equal(v, second[k]))
+    assert torch.allclose(mean.network.state_dict()[name], (first[name] + second[name]) / 2, atol=2e-3)
+    assert "metrics" not in mean.record and "postprocessing" not in mean.record
+    assert "window_choice" not in mean.record["inference"] and mean.network.architecture.window is None
+    assert mean.record["weight_averaging"]["share_of_fine_tuned"] == 0.5
+    assert [Path(s["bundle"]).name for s in mean.record["weight_averaging"]["sources"]] == ["start", "tuned"]
+    assert cli.main(["average-segmentation", str(start), str(bundle("wider", 2, width=16)),
+                     "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
