@@ -113,7 +113,7 @@ def test_raw_case_with_skull_to_tumour_mask(realdata: Path, model) -> None:
     voxel_ml = float(np.prod(native_t1ce.GetSpacing())) / 1000
     fused = _array(realdata / "TCGA-FG-6692" / "TCGA-FG-6692_seg.nii.gz")
     ratio = np.count_nonzero(labels) * voxel_ml / (np.count_nonzero(fused) / 1000)
-    assert 0.75 < ratio < 1.25  # measured 0.99 (the 2-D network found 0.53 of it, under-segmenting the oedema)
+    assert 0.75 < ratio < 1.25  # measured 0.77 (the default before its weight averaging: 0.99; the 2-D network: 0.53)
 
 
 def _centre_of_mass_mm(mask: np.ndarray, image: sitk.Image) -> np.ndarray:
