@@ -31,11 +31,10 @@ def average_bundles(start: str | Path, fine_tuned: str | Path, out: str | Path, 
         if not model.is_volumetric:
             raise InputError(folder, "is a 2-D segmentation network; only 3-D bundles are averaged",
                              "Pass two 3-D SegResNet bundles, the second fine-tuned from the first")
-    first_architecture = replace(first.network.architecture, window=None)
-    second_architecture = replace(second.network.architecture, window=None)
-    if first_architecture.in_channels != second_architecture.in_channels \
-            or first_architecture.init_filters != second_architecture.init_filters \
-            or first.modalities != second.modalities:
+    first_architecture, second_architecture = first.network.architecture, second.network.architecture
+    # the training crop may differ (a fine-tuning may use smaller crops); the layers may not
+    if (first_architecture.in_channels, first_architecture.init_filters, first.modalities) != \
+            (second_architecture.in_channels, second_architecture.init_filters, second.modalities):
         raise InputError(fine_tuned, f"has another architecture or modalities than {start}",
                          "Average a bundle only with one fine-tuned from it (train-segmentation --fine-tune)")
     first_state = first.network.state_dict()
@@ -52,4 +51,4 @@ def average_bundles(start: str | Path, fine_tuned: str | Path, out: str | Path, 
                     for folder in (start, fine_tuned)],
         "note": "re-tune window and smallest enhancing volume (tune-segmentation --record) before use"}
     record["description"] += f"; weights averaged, {1 - share:g} x start + {share:g} x fine-tuned"
-    return save_volumetric_model(out, network, second_architecture, second.modalities, record)
+    return save_volumetric_model(out, network, replace(second_architecture, window=None), second.modalities, record)
