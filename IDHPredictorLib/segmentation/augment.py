@@ -67,6 +67,11 @@ def appearance_setting(modalities: tuple[str, ...], probability: float) -> Appea
                              probability, torch.tensor([m in CORE_NOT_BRIGHTER_THAN_OEDEMA for m in modalities]))
 
 
+def _uniform_draws(generator: torch.Generator, device: torch.device, *shape: int) -> torch.Tensor:
+    """U(0, 1) draws from ``generator`` (which may live on another device), moved to ``device``."""
+    return torch.rand(*shape, generator=generator, device=generator.device).to(device)
+
+
 def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, setting: AppearanceSetting,
                       generator: torch.Generator) -> torch.Tensor:
     """Shift each tumour class of a ``setting.probability`` share of the (n, C, ...) crops so that
@@ -74,8 +79,8 @@ def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, setting: Appearance
     lower of the core and oedema draws goes to the core. Texture within a class is kept."""
     n, channels = x.shape[:2]
     device = x.device
-    chosen = torch.rand(n, generator=generator, device=generator.device).to(device) < setting.probability
-    draw = torch.rand(n, channels, 3, generator=generator, device=generator.device).to(device)
+    chosen = _uniform_draws(generator, device, n) < setting.probability
+    draw = _uniform_draws(generator, device, n, channels, 3)
     ranges = setting.ranges.to(device)
     targets = ranges[..., 0] + draw * (ranges[..., 1] - ranges[..., 0])  # (n, C, 3)
     ordered = setting.core_not_brighter.to(device)[None]  # (1, C)
@@ -123,11 +128,10 @@ def bright_normal_structures(x: torch.Tensor, tissue: torch.Tensor, uptake: torc
     crops, on the ``uptake`` channels and non-tumour brain only (their labels stay background):
     vessels as tubes where two smooth random surfaces cross, choroid-plexus-like blobs where a
     smooth field peaks, and patches of the brain's rim (dura, venous sinuses)."""
-    n, _, size = x.shape[0], x.shape[1], x.shape[-1]
-    device = x.device
-    chosen = (torch.rand(n, generator=generator, device=generator.device).to(device) < probability).float()
+    n, size, device = x.shape[0], x.shape[-1], x.device
+    chosen = (_uniform_draws(generator, device, n) < probability).float()
     first, second = (_smooth_field(n, size, 6, generator, device) for _ in range(2))
-    width = 0.04 + 0.06 * torch.rand(n, 1, 1, 1, 1, generator=generator, device=generator.device).to(device)
+    width = 0.04 + 0.06 * _uniform_draws(generator, device, n, 1, 1, 1, 1)
     vessels = torch.exp(-(first ** 2 + second ** 2) / (2 * width ** 2))
     blobs = torch.sigmoid((_smooth_field(n, size, 4, generator, device) - 2.3) / 0.15)
     inside = (tissue > 0).unsqueeze(1).float()
@@ -136,7 +140,7 @@ def bright_normal_structures(x: torch.Tensor, tissue: torch.Tensor, uptake: torc
     normal_brain = (tissue >= 4).unsqueeze(1).float()
     structures = torch.maximum(torch.maximum(vessels, blobs), rim) * normal_brain
     low, high = BRIGHT_STRUCTURE_Z
-    amount = low + (high - low) * torch.rand(n, 1, 1, 1, 1, generator=generator, device=generator.device).to(device)
+    amount = low + (high - low) * _uniform_draws(generator, device, n, 1, 1, 1, 1)
     return x + structures * (amount * chosen.view(n, 1, 1, 1, 1)) * uptake.to(device).view(1, -1, 1, 1, 1).float()
 
 
