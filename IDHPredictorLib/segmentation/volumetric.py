@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
-from .augment import TISSUE_CLASSES, AppearanceSetting, appearance_setting, bright_normal_structures, bright_structure_setting, tumour_appearance
+from .augment import (
+    TISSUE_CLASSES,
+    AppearanceSetting,
+    appearance_setting,
+    bright_normal_structures,
+    bright_structure_setting,
+    thin_enhancing_rims,
+    tumour_appearance,
+)
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
 from .inference import choose_device, mixed_precision
@@ -69,6 +77,7 @@ class VolumetricOptions:
     tumour_fraction: float = 0.7
     tumour_appearance: float = 0.5  # share of crops whose tumour classes get a real-world mean (augment)
     bright_structures: float = 0.5  # share of crops given contrast-enhancing vessels, plexus, dura (augment)
+    thin_rims: float = 0.0  # share of crops whose enhancing rim is thinned to a real one's 1-3 voxels (augment)
     validation_cases: int = 2
     max_minutes: float | None = None
     seed: int = 0
@@ -218,13 +227,17 @@ def _sample_crops(cases: list[_GpuCase], rng: np.random.Generator, options: Volu
 
 def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
                      appearance: AppearanceSetting | None = None,
-                     bright_structures: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     bright_structures: tuple[torch.Tensor, float] | None = None,
+                     thin_rims: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """3-D counterpart of ``augment.randomise`` for (n, C, s, s, s) z-scored crops and their
     (n, s, s, s) tissue maps, on the crops' device; ``bright_structures``: see
-    ``augment.bright_structure_setting``."""
+    ``augment.bright_structure_setting``; ``thin_rims``: share of crops given
+    ``augment.thin_enhancing_rims``."""
     n, channels, size = x.shape[0], x.shape[1], x.shape[-1]
     device = x.device
     inside = (tissue > 0).unsqueeze(1).float()
+    if thin_rims > 0:
+        x, tissue = thin_enhancing_rims(x, tissue, thin_rims, generator)
     if appearance is not None:
         x = tumour_appearance(x, tissue, appearance, generator)
     if bright_structures is not None:
@@ -368,7 +381,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     step = 0
     while step < planned:
         images, tissue = _sample_crops(cases, rng, options)
-        images, tissue = randomise_volume(images, tissue, generator, appearance, bright_structures)
+        images, tissue = randomise_volume(images, tissue, generator, appearance, bright_structures,
+                                         options.thin_rims)
         targets = region_targets(tissue)
         with mixed_precision(device):
             logits = network(images)

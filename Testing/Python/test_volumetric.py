@@ -16,7 +16,7 @@ import torch
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
 from IDHPredictorLib.io.cohort import case_folders
-from IDHPredictorLib.segmentation.augment import appearance_setting, bright_normal_structures, bright_structure_setting
+from IDHPredictorLib.segmentation.augment import RIM_KEPT_VOXELS, appearance_setting, bright_normal_structures, bright_structure_setting, thin_enhancing_rims
 from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import segment_case
 from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank, load_model
@@ -91,6 +91,38 @@ def test_bright_normal_structures_touch_only_t1c_outside_the_tumour() -> None:
     assert torch.equal(none_drawn, image)
     assert bright_structure_setting(("flair", "t2"), 1.0) is None  # no contrast channel
     assert bright_structure_setting(("flair", "t1ce"), 0.0) is None
+
+
+def test_thinned_rims_keep_their_outer_voxels_and_give_their_inside_the_core_intensity() -> None:
+    """A thick shell of enhancing tumour becomes a rim of at most 3 voxels; the voxels taken from
+    it are labelled core and take the core's mean intensity; nothing else changes; crops without
+    core, and a zero share, stay as they were."""
+    size = 40
+    z, y, x = torch.meshgrid(*[torch.arange(size)] * 3, indexing="ij")
+    radius = ((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2).float().sqrt()
+    tissue = torch.full((4, size, size, size), 5, dtype=torch.uint8)
+    tissue[:, radius < 16], tissue[:, radius < 12], tissue[:, radius < 5] = 2, 3, 1
+    tissue[3][tissue[3] == 1] = 3  # the last crop: enhancing only, no core to borrow from
+    image = torch.randn(4, 2, size, size, size, generator=torch.Generator().manual_seed(0)) * 0.1
+    image[:, 1] += 2.0 * (tissue == 3) - 1.0 * (tissue == 1)
+    out, out_tissue = thin_enhancing_rims(image, tissue, 1.0, torch.Generator().manual_seed(1))
+    moved = (tissue == 3) & (out_tissue != 3)
+    assert torch.equal(out_tissue[moved], torch.ones_like(out_tissue[moved]))
+    assert torch.equal(out_tissue[~moved], tissue[~moved]) and torch.equal(out[~moved.unsqueeze(1).expand_as(out)],
+                                                                        image[~moved.unsqueeze(1).expand_as(image)])
+    non_core = ~((tissue == 1) | (tissue == 3))
+    for n in range(3):
+        assert 0.1 < moved[n].sum() / (tissue[n] == 3).sum() < 0.9
+        kept = out_tissue[n] == 3
+        near = torch.nn.functional.max_pool3d(non_core[n][None, None].float(), 2 * max(RIM_KEPT_VOXELS) + 1,
+                                              stride=1, padding=max(RIM_KEPT_VOXELS))[0, 0] > 0
+        assert bool(near[kept].all())  # what enhances is within 3 voxels of the rim's outside
+        core_mean = image[n, 1][tissue[n] == 1].mean()
+        assert abs(float(out[n, 1][moved[n]].mean() - core_mean)) < 0.05
+        assert abs(float(out[n, 0][moved[n]].mean() - image[n, 0][tissue[n] == 1].mean())) < 0.05
+    assert not moved[3].any()
+    unchanged, unchanged_tissue = thin_enhancing_rims(image, tissue, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(unchanged, image) and torch.equal(unchanged_tissue, tissue)
 
 
 def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(small_cohort: Path,
