@@ -160,6 +160,7 @@ def _train_segmentation(args: argparse.Namespace) -> None:
                                         device=args.device, max_minutes=args.max_minutes,
                                         tumour_appearance=args.tumour_appearance, crop=args.crop,
                                         bright_structures=args.bright_structures, thin_rims=args.thin_rims,
+                                        non_enhancing_band=args.non_enhancing_band,
                                         batch_size=args.batch_size, learning_rate=args.learning_rate,
                                         initial_bundle=args.fine_tune)
             record = train_volumetric(args.cohort, args.out, options, progress=bar.set_description_str)
@@ -715,6 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--thin-rims", type=share, default=0.0, metavar="SHARE",
                        help="segresnet: share of training crops whose enhancing rim is thinned to 1-3 voxels, "
                             "its inside becoming core (the phantom's rims are thicker than real ones)")
+    train.add_argument("--non-enhancing-band", type=share, default=0.0, metavar="SHARE",
+                       help="segresnet: share of training crops given non-enhancing tumour beyond the enhancing rim "
+                            "(oedema-like, darker on T1c), which the phantom lacks")
     train.add_argument("--network", choices=("li2017", "segresnet"), default="li2017",
                        help="li2017: the paper's 2-D patch CNN; segresnet: MONAI's 3-D SegResNet (needs monai)")
     train.add_argument("--steps", type=positive_int, default=3000, help="segresnet: training steps")

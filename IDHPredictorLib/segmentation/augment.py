@@ -134,6 +134,45 @@ def thin_enhancing_rims(x: torch.Tensor, tissue: torch.Tensor, probability: floa
     return x + shift * inner.unsqueeze(1).float(), torch.where(inner, torch.ones_like(tissue), tissue)
 
 
+# Non-enhancing tumour beyond the enhancing rim. The phantom's enhancing ring is its core's outer
+# shell, so a network learns that core stops where enhancement stops; in real glioblastoma
+# non-enhancing tumour also lies beside and around the enhancing part, and looks like oedema but
+# darker on T1-weighted images: in the real cases' reference labels the necrotic/non-enhancing
+# class's median lies 0.1-1.7 brain sd below the oedema's on T1c and -2.5 to +0.8 from it on
+# FLAIR (BRATS2013-6, expert: 0.5 below on T1c, 0.4 below on FLAIR; most of its missed core).
+NON_ENHANCING_REACH_VOXELS = (2, 6)  # how far beyond the rim the band may reach, drawn per crop
+NON_ENHANCING_T1_DARKER = (0.1, 1.0)  # brain sd below the oedema it replaces, on ``darker`` channels
+NON_ENHANCING_OTHER_SHIFT = (-0.8, 0.5)  # brain sd, on the other channels (FLAIR, T2)
+
+
+def non_enhancing_beyond_rim(x: torch.Tensor, tissue: torch.Tensor, darker: torch.Tensor, probability: float,
+                             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """In a ``probability`` share of (n, C, s, s, s) crops holding enhancing tumour (tissue 3) and
+    oedema (2), turn patches of the oedema within 2-6 voxels (drawn per crop) of the enhancing
+    tumour into core (1): darker by 0.1-1.0 brain sd on the ``darker`` ((C,) bool) channels,
+    shifted by -0.8 to +0.5 on the others, texture kept. Returns the new crops and tissue maps."""
+    n, size, device = x.shape[0], x.shape[-1], x.device
+    enhancing, oedema = tissue == 3, tissue == 2
+    chosen = (_uniform_draws(generator, device, n) < probability) & enhancing.flatten(1).any(1) \
+        & oedema.flatten(1).any(1)
+    low, high = NON_ENHANCING_REACH_VOXELS
+    reach = low + (_uniform_draws(generator, device, n) * (high - low + 1)).long().clamp_max(high - low)
+    near_enhancing, within = enhancing.unsqueeze(1).float(), []
+    for _ in range(high):
+        near_enhancing = F.max_pool3d(near_enhancing, 3, stride=1, padding=1)
+        within.append(near_enhancing[:, 0] > 0)
+    near = torch.stack(within)[reach - 1, torch.arange(n, device=device)]  # (n, s, s, s)
+    patches = _smooth_field(n, size, 4, generator, device)[:, 0] > 0  # about half of the surroundings
+    band = oedema & near & patches & chosen.view(n, 1, 1, 1)
+    dark_low, dark_high = NON_ENHANCING_T1_DARKER
+    other_low, other_high = NON_ENHANCING_OTHER_SHIFT
+    draw = _uniform_draws(generator, device, n, x.shape[1])
+    shift = torch.where(darker.to(device)[None], -(dark_low + draw * (dark_high - dark_low)),
+                        other_low + draw * (other_high - other_low))
+    return x + shift.view(*x.shape[:2], 1, 1, 1) * band.unsqueeze(1).float(), \
+        torch.where(band, torch.ones_like(tissue), tissue)
+
+
 # Sequences on which normal structures are bright: vessels, choroid plexus and dura have no
 # blood-brain barrier and take up gadolinium, so every real T1c shows bright non-tumour voxels,
 # which the phantom (tissue, CSF and tumour only) lacks. Without them a network learns "bright on

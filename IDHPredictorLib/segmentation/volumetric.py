@@ -27,11 +27,13 @@ from ..errors import InputError
 from ..io.case import read_case
 from ..io.cohort import case_folders, cohort_record
 from .augment import (
+    CORE_NOT_BRIGHTER_THAN_OEDEMA,
     TISSUE_CLASSES,
     AppearanceSetting,
     appearance_setting,
     bright_normal_structures,
     bright_structure_setting,
+    non_enhancing_beyond_rim,
     thin_enhancing_rims,
     tumour_appearance,
 )
@@ -78,6 +80,7 @@ class VolumetricOptions:
     tumour_appearance: float = 0.5  # share of crops whose tumour classes get a real-world mean (augment)
     bright_structures: float = 0.5  # share of crops given contrast-enhancing vessels, plexus, dura (augment)
     thin_rims: float = 0.0  # share of crops whose enhancing rim is thinned to a real one's 1-3 voxels (augment)
+    non_enhancing_band: float = 0.0  # share of crops given non-enhancing tumour beyond the rim (augment)
     validation_cases: int = 2
     max_minutes: float | None = None
     seed: int = 0
@@ -228,16 +231,20 @@ def _sample_crops(cases: list[_GpuCase], rng: np.random.Generator, options: Volu
 def randomise_volume(x: torch.Tensor, tissue: torch.Tensor, generator: torch.Generator,
                      appearance: AppearanceSetting | None = None,
                      bright_structures: tuple[torch.Tensor, float] | None = None,
-                     thin_rims: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                     thin_rims: float = 0.0,
+                     non_enhancing: tuple[torch.Tensor, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """3-D counterpart of ``augment.randomise`` for (n, C, s, s, s) z-scored crops and their
     (n, s, s, s) tissue maps, on the crops' device; ``bright_structures``: see
     ``augment.bright_structure_setting``; ``thin_rims``: share of crops given
-    ``augment.thin_enhancing_rims``."""
+    ``augment.thin_enhancing_rims``; ``non_enhancing``: the darker channels and share of
+    ``augment.non_enhancing_beyond_rim``."""
     n, channels, size = x.shape[0], x.shape[1], x.shape[-1]
     device = x.device
     inside = (tissue > 0).unsqueeze(1).float()
     if thin_rims > 0:
         x, tissue = thin_enhancing_rims(x, tissue, thin_rims, generator)
+    if non_enhancing is not None:
+        x, tissue = non_enhancing_beyond_rim(x, tissue, *non_enhancing, generator)
     if appearance is not None:
         x = tumour_appearance(x, tissue, appearance, generator)
     if bright_structures is not None:
@@ -374,6 +381,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     generator = torch.Generator(device=device).manual_seed(options.seed)
     appearance = appearance_setting(options.modalities, options.tumour_appearance)
     bright_structures = bright_structure_setting(options.modalities, options.bright_structures)
+    non_enhancing = (torch.tensor([m in CORE_NOT_BRIGHTER_THAN_OEDEMA for m in options.modalities]),
+                     options.non_enhancing_band) if options.non_enhancing_band > 0 else None
     history, losses = [], []
     log_every = max(1, min(100, options.steps // 10))
     deadline = None if options.max_minutes is None else started + 60 * options.max_minutes
@@ -382,7 +391,7 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     while step < planned:
         images, tissue = _sample_crops(cases, rng, options)
         images, tissue = randomise_volume(images, tissue, generator, appearance, bright_structures,
-                                         options.thin_rims)
+                                         options.thin_rims, non_enhancing)
         targets = region_targets(tissue)
         with mixed_precision(device):
             logits = network(images)

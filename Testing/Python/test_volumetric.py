@@ -16,7 +16,15 @@ import torch
 from IDHPredictorLib.errors import InputError
 from IDHPredictorLib.io.case import read_case
 from IDHPredictorLib.io.cohort import case_folders
-from IDHPredictorLib.segmentation.augment import RIM_KEPT_VOXELS, appearance_setting, bright_normal_structures, bright_structure_setting, thin_enhancing_rims
+from IDHPredictorLib.segmentation.augment import (
+    NON_ENHANCING_REACH_VOXELS,
+    RIM_KEPT_VOXELS,
+    appearance_setting,
+    bright_normal_structures,
+    bright_structure_setting,
+    non_enhancing_beyond_rim,
+    thin_enhancing_rims,
+)
 from IDHPredictorLib.segmentation.evaluation import region_metrics
 from IDHPredictorLib.segmentation.inference import segment_case
 from IDHPredictorLib.segmentation.model_bundle import DEFAULT_MODELS, load_filter_bank, load_model
@@ -122,6 +130,36 @@ def test_thinned_rims_keep_their_outer_voxels_and_give_their_inside_the_core_int
         assert abs(float(out[n, 0][moved[n]].mean() - image[n, 0][tissue[n] == 1].mean())) < 0.05
     assert not moved[3].any()
     unchanged, unchanged_tissue = thin_enhancing_rims(image, tissue, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(unchanged, image) and torch.equal(unchanged_tissue, tissue)
+
+
+def test_non_enhancing_tumour_beyond_the_rim_is_oedema_turned_core_next_to_the_enhancing_part() -> None:
+    """Only oedema near the enhancing tumour becomes core; it is darker on the T1-weighted channel,
+    uniformly shifted on the other; crops without enhancing tumour, and a zero share, stay as they were."""
+    size = 40
+    z, y, x = torch.meshgrid(*[torch.arange(size)] * 3, indexing="ij")
+    radius = ((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2).float().sqrt()
+    tissue = torch.full((5, size, size, size), 5, dtype=torch.uint8)
+    tissue[:, radius < 18], tissue[:, radius < 9], tissue[:, radius < 5] = 2, 3, 1
+    tissue[4][tissue[4] == 3] = 1  # the last crop does not enhance
+    image = torch.randn(5, 2, size, size, size, generator=torch.Generator().manual_seed(0)) * 0.1
+    darker = torch.tensor([False, True])  # FLAIR, T1c
+    out, out_tissue = non_enhancing_beyond_rim(image, tissue, darker, 1.0, torch.Generator().manual_seed(2))
+    turned = tissue != out_tissue
+    assert bool((tissue[turned] == 2).all()) and bool((out_tissue[turned] == 1).all())
+    unturned = ~turned.unsqueeze(1).expand_as(out)
+    assert torch.equal(out[unturned], image[unturned])
+    reach = max(NON_ENHANCING_REACH_VOXELS)
+    for n in range(4):
+        assert 0.03 < turned[n].sum() / (tissue[n] == 2).sum() < 0.6
+        # within reach of the enhancing shell (Chebyshev distance <= reach, so <= reach * sqrt(3) in mm)
+        assert float(radius[turned[n]].max()) <= 9 + reach * 3 ** 0.5
+        t1c_shift = (out[n, 1] - image[n, 1])[turned[n]]
+        flair_shift = (out[n, 0] - image[n, 0])[turned[n]]
+        assert -1.0 <= float(t1c_shift.max()) <= -0.1 and float(t1c_shift.std()) < 1e-5
+        assert -0.8 <= float(flair_shift.mean()) <= 0.5 and float(flair_shift.std()) < 1e-5
+    assert not turned[4].any()
+    unchanged, unchanged_tissue = non_enhancing_beyond_rim(image, tissue, darker, 0.0, torch.Generator().manual_seed(2))
     assert torch.equal(unchanged, image) and torch.equal(unchanged_tissue, tissue)
 
 
