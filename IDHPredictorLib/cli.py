@@ -707,18 +707,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <out>.checkpoint.pt")
     train.add_argument("--stop-after", type=int, help="end this run after N epochs (resume later)")
     train.add_argument("--no-randomise", action="store_true", help="switch off domain randomisation")
-    train.add_argument("--tumour-appearance", type=share, default=0.5, metavar="SHARE",
-                       help="share of training crops whose tumour classes get a real-world mean intensity "
-                            "(fluid-dark necrosis, faint oedema, enhancing not bright on FLAIR); 0 switches it off")
-    train.add_argument("--bright-structures", type=share, default=0.5, metavar="SHARE",
-                       help="segresnet: share of training crops given contrast-enhancing normal structures on T1c "
-                            "(vessels, choroid plexus, dura), which the phantom lacks; 0 switches it off")
-    train.add_argument("--thin-rims", type=share, default=0.0, metavar="SHARE",
-                       help="segresnet: share of training crops whose enhancing rim is thinned to 1-3 voxels, "
-                            "its inside becoming core (the phantom's rims are thicker than real ones)")
-    train.add_argument("--non-enhancing-band", type=share, default=0.0, metavar="SHARE",
-                       help="segresnet: share of training crops given non-enhancing tumour beyond the enhancing rim "
-                            "(oedema-like, darker on T1c), which the phantom lacks")
+    randomisation_shares = (  # (flag, default share of training crops, networks, what those crops get)
+        ("--tumour-appearance", 0.5, "li2017 and segresnet", "tumour classes with a real-world mean "
+                                                             "intensity (fluid-dark necrosis, faint oedema, enhancing not "
+                                                             "bright on FLAIR)"),
+        ("--bright-structures", 0.5, "segresnet", "contrast-enhancing normal structures on T1c (vessels, choroid "
+                                                  "plexus, dura), which the phantom lacks"),
+        ("--thin-rims", 0.0, "segresnet", "enhancing rims thinned to 1-3 voxels, their inside becoming core (the "
+                                          "phantom's rims are thicker than real ones)"),
+        ("--non-enhancing-band", 0.0, "segresnet", "non-enhancing tumour beyond the enhancing rim (oedema-like, "
+                                                   "darker on T1c), which the phantom lacks"),
+    )
+    for flag, default, networks, what in randomisation_shares:
+        train.add_argument(flag, type=share, default=default, metavar="SHARE",
+                           help=f"{networks}: share of training crops given {what}; 0 switches it off "
+                                f"(default {default})")
     train.add_argument("--network", choices=("li2017", "segresnet"), default="li2017",
                        help="li2017: the paper's 2-D patch CNN; segresnet: MONAI's 3-D SegResNet (needs monai)")
     train.add_argument("--steps", type=positive_int, default=3000, help="segresnet: training steps")
