@@ -72,6 +72,21 @@ def _uniform_draws(generator: torch.Generator, device: torch.device, *shape: int
     return torch.rand(*shape, generator=generator, device=generator.device).to(device)
 
 
+def _voxels_within(mask: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+    """(n, s, s, s) bool: voxels within ``reach[i]`` voxels (chessboard distance) of crop i's ``mask``."""
+    grown, within = mask.unsqueeze(1).float(), []
+    for _ in range(int(reach.max())):
+        grown = F.max_pool3d(grown, 3, stride=1, padding=1)
+        within.append(grown[:, 0] > 0)
+    return torch.stack(within)[reach - 1, torch.arange(len(mask), device=mask.device)]
+
+
+def _integer_draws(generator: torch.Generator, device: torch.device, n: int, bounds: tuple[int, int]) -> torch.Tensor:
+    """(n,) integers drawn uniformly from ``bounds`` (low, high), both included."""
+    low, high = bounds
+    return low + (_uniform_draws(generator, device, n) * (high - low + 1)).long().clamp_max(high - low)
+
+
 def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, setting: AppearanceSetting,
                       generator: torch.Generator) -> torch.Tensor:
     """Shift each tumour class of a ``setting.probability`` share of the (n, C, ...) crops so that
@@ -103,7 +118,7 @@ def tumour_appearance(x: torch.Tensor, tissue: torch.Tensor, setting: Appearance
 # rims 2.5-4 voxels thick (twice the mean distance to the rim's edge) and 40-73 % of their core
 # enhancing (their reference labels). A network taught on thick rims takes a real thin rim for
 # necrosis and misses the large non-enhancing core around it (README, segmentation section).
-RIM_KEPT_VOXELS = (1, 2, 3)  # thinned rims keep this many voxels next to the non-core tissue
+RIM_KEPT_VOXELS = (1, 3)  # thinned rims keep 1 to 3 voxels (drawn per crop) next to the non-core tissue
 
 
 def thin_enhancing_rims(x: torch.Tensor, tissue: torch.Tensor, probability: float,
@@ -116,15 +131,8 @@ def thin_enhancing_rims(x: torch.Tensor, tissue: torch.Tensor, probability: floa
     core, enhancing = tissue == 1, tissue == 3
     has_both = core.flatten(1).any(1) & enhancing.flatten(1).any(1)
     chosen = (_uniform_draws(generator, device, n) < probability) & has_both
-    kept = torch.tensor(RIM_KEPT_VOXELS, device=device)[
-        (_uniform_draws(generator, device, n) * len(RIM_KEPT_VOXELS)).long().clamp_max(len(RIM_KEPT_VOXELS) - 1)]
-    near_non_core = (~(core | enhancing)).unsqueeze(1).float()
-    within = []
-    for _ in range(max(RIM_KEPT_VOXELS)):
-        near_non_core = F.max_pool3d(near_non_core, 3, stride=1, padding=1)
-        within.append(near_non_core[:, 0] > 0)
-    near = torch.stack(within)[kept - 1, torch.arange(n, device=device)]  # (n, s, s, s)
-    inner = enhancing & ~near & chosen.view(n, 1, 1, 1)
+    kept = _integer_draws(generator, device, n, RIM_KEPT_VOXELS)
+    inner = enhancing & ~_voxels_within(~(core | enhancing), kept) & chosen.view(n, 1, 1, 1)
 
     def class_mean(mask: torch.Tensor) -> torch.Tensor:
         weights = mask.flatten(1).unsqueeze(1).float()  # (n, 1, voxels)
@@ -155,13 +163,7 @@ def non_enhancing_beyond_rim(x: torch.Tensor, tissue: torch.Tensor, darker: torc
     enhancing, oedema = tissue == 3, tissue == 2
     chosen = (_uniform_draws(generator, device, n) < probability) & enhancing.flatten(1).any(1) \
         & oedema.flatten(1).any(1)
-    low, high = NON_ENHANCING_REACH_VOXELS
-    reach = low + (_uniform_draws(generator, device, n) * (high - low + 1)).long().clamp_max(high - low)
-    near_enhancing, within = enhancing.unsqueeze(1).float(), []
-    for _ in range(high):
-        near_enhancing = F.max_pool3d(near_enhancing, 3, stride=1, padding=1)
-        within.append(near_enhancing[:, 0] > 0)
-    near = torch.stack(within)[reach - 1, torch.arange(n, device=device)]  # (n, s, s, s)
+    near = _voxels_within(enhancing, _integer_draws(generator, device, n, NON_ENHANCING_REACH_VOXELS))
     patches = _smooth_field(n, size, 4, generator, device)[:, 0] > 0  # about half of the surroundings
     band = oedema & near & patches & chosen.view(n, 1, 1, 1)
     dark_low, dark_high = NON_ENHANCING_T1_DARKER
