@@ -57,8 +57,9 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
 
     whole tumour: r + a*n1 - b*wm < 1 (oedema runs along white matter with ``infiltration`` b);
     core: r/core_fraction + (a/2)*n2 < 1; enhancing: the outer ``ring_thickness`` of the core
-    (wildtype-like ring) when the patient enhances, necrosis inside the ring. The whole tumour
-    always contains the core dilated by 2 voxels, so oedema surrounds the core.
+    (wildtype-like ring) when the patient enhances, necrosis inside the ring, and most enhancing
+    tumours carry non-enhancing tumour beyond the rim (``_non_enhancing_beyond_rim``). The whole
+    tumour always contains the core dilated by 2 voxels, so oedema surrounds the core.
     """
     grid = anatomy.grid
     spacing_zyx = np.asarray(grid.spacing[::-1])
@@ -86,10 +87,17 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
     core_level = r / traits.core_fraction + 0.5 * a * n2
     core = (core_level < 1.0) & brain
     core = largest_component(core, FULLY_CONNECTED_3D)
-    whole = ((r + a * n1 - traits.infiltration * (wm - 0.5) < 1.0) & brain) | ndimage.binary_dilation(core, iterations=2)
+    beyond = np.zeros_like(core)
+    if traits.enhancing:
+        # rng.spawn leaves rng's own stream where it was: every other draw of the patient (and so
+        # every other trait, image and model trained on the cohort) stays as it was before.
+        beyond = _non_enhancing_beyond_rim(rng.spawn(1)[0], core_level, core, brain, sigma)
+    whole = ((r + a * n1 - traits.infiltration * (wm - 0.5) < 1.0) & brain) \
+        | ndimage.binary_dilation(core | beyond, iterations=2)
     whole &= brain_full[box]
     whole = largest_component(whole, FULLY_CONNECTED_3D)
     core &= whole
+    beyond &= whole
 
     enhancing = np.zeros_like(core)
     necrosis = np.zeros_like(core)
@@ -98,6 +106,7 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
         inner = core & ~ring
         necrosis = inner & (core_level < traits.necrosis_fraction * (1.0 - traits.ring_thickness))
         enhancing = ring if traits.necrosis_fraction > 0.2 else ring & (n3 > 0.3)
+    core |= beyond
     nonenhancing = core & ~enhancing & ~necrosis
 
     labels = np.zeros(grid.shape, np.uint8)
@@ -112,6 +121,26 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
     full_texture = np.zeros(grid.shape, np.float32)
     full_texture[box] = texture
     return Tumour(labels, classes, full_texture, tuple(int(c) for c in centre))
+
+
+# Non-enhancing tumour beyond the enhancing rim. In the real enhancing cases 28-86 % of the core's
+# outer surface is non-enhancing (BRATS2013-5 and -6, expert labels; TCGA-FG-6692, fused labels),
+# in phantoms whose rim closed the core 0-13 % (README, "Non-enhancing tumour beyond the rim").
+BEYOND_RIM_SHARE = 0.8               # share of enhancing tumours that have it
+BEYOND_RIM_DEPTH = (0.1, 0.5)        # how far it reaches, in units of the core's radius
+BEYOND_RIM_COVER_CUT = (-0.3, 0.8)   # noise cut: about 60 % to 20 % of the core's surroundings
+
+
+def _non_enhancing_beyond_rim(rng: np.random.Generator, core_level: np.ndarray, core: np.ndarray,
+                              brain: np.ndarray, sigma_vox: np.ndarray) -> np.ndarray:
+    """Voxels just outside the core, over a smooth random part of its surface, that become
+    non-enhancing tumour (connected to the core); empty for 1 - ``BEYOND_RIM_SHARE`` of tumours."""
+    if rng.random() >= BEYOND_RIM_SHARE:
+        return np.zeros_like(core)
+    depth = rng.uniform(*BEYOND_RIM_DEPTH)
+    cover = _smooth_noise(rng, core.shape, sigma_vox) > rng.uniform(*BEYOND_RIM_COVER_CUT)
+    shell = (core_level >= 1.0) & (core_level < 1.0 + depth) & cover & brain
+    return largest_component(core | shell, FULLY_CONNECTED_3D) & ~core
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:

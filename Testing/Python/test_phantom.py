@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from sklearn.preprocessing import StandardScaler
 
 from IDHPredictorLib.cli import main
 from IDHPredictorLib.io.cohort import brats_case_folders, case_folders
+from IDHPredictorLib.phantom.anatomy import SMALL_GRID, deformed_anatomy
 from IDHPredictorLib.phantom.cohort import PhantomOptions, clinical_table, generate_cohort
 from IDHPredictorLib.phantom.realism import contrast_profile
+from IDHPredictorLib.phantom.traits import draw_traits
+from IDHPredictorLib.phantom.tumour import make_tumour
 
 
 def _read(folder: Path, name: str) -> np.ndarray:
@@ -68,6 +72,27 @@ def test_labels_are_nested_inside_the_brain_with_oedema_around_the_core(small_co
         shell = ndimage.binary_dilation(core) & ~core  # voxels just outside the core
         around = labels[shell & brain]
         assert (around == 2).mean() > 0.9, f"{case.name}: core not surrounded by oedema"
+
+
+def _non_enhancing_share_of_core_surface(labels: np.ndarray) -> float:
+    core = np.isin(labels, (1, 4))
+    surface = core & ~ndimage.binary_erosion(core)
+    return float((surface & (labels == 1)).sum() / surface.sum())
+
+
+def test_most_enhancing_tumours_have_non_enhancing_tumour_beyond_the_rim() -> None:
+    """As in the real enhancing cases (28-86 % of the core's surface non-enhancing), not a rim that
+    always closes the core (0-13 %): the core of a tumour with a thick rim and central necrosis
+    reaches past the rim over a third or more of its surface in most tumours, never all of it."""
+    shares = []
+    for index in range(12):
+        rng = np.random.default_rng([7, index, 2])
+        anatomy = deformed_anatomy(rng, SMALL_GRID)
+        ring_with_necrosis = dataclasses.replace(draw_traits(np.random.default_rng([7, index]), idh_mutant=False),
+                                                 enhancing=True, ring_thickness=0.3, necrosis_fraction=0.5)
+        shares.append(_non_enhancing_share_of_core_surface(make_tumour(rng, anatomy, ring_with_necrosis).labels))
+    assert sum(share > 0.3 for share in shares) >= 4, shares
+    assert max(shares) < 0.95, shares
 
 
 # Latent traits a model could learn from before surgery: imaging, age and rCBV (grade is
