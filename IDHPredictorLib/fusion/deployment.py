@@ -110,33 +110,45 @@ def case_rows(case: CohortCase, fusion_bundle: Path, fusion: tuple[dict[str, Sta
 
     images = read_case(case.folder, dlr_bundles[0].network.modalities, labels=True, dsc=False)
     reference = images.labels
-    stackers, record = fusion
     cnn_labels, quality = cnn_mask(dlr_bundles[0], case, mask_dir)
     masks = {REFERENCE: (reference, "pass"), CNN: (cnn_labels, quality)}
     rows = []
     for source, (mask, verdict) in masks.items():
         row: dict[str, object] = {"case_id": case.case_id, "idh_mutant": int(case.idh_mutant), "age": case.age,
                                   "masks": source, "quality": verdict}
-        if mask is None:
-            rows.append(row)
-            continue
-        row["whole_tumour_dice"] = round(region_metrics(sitk.GetArrayFromImage(labels_on_grid(mask, reference)),
-                                                        sitk.GetArrayFromImage(reference))["whole_tumour"]["dice"], 4)
-        descriptors: dict[tuple[str, str], np.ndarray] = {}
-        for bundle in dlr_bundles:
-            if bundle.descriptor_key not in descriptors:
-                descriptors[bundle.descriptor_key] = _descriptors(bundle, images, mask)
-            prediction = bundle.model.predict(descriptors[bundle.descriptor_key])
-            row[f"{bundle.name} decision"], row[f"{bundle.name} probability"] = prediction.decision, prediction.probability
-        lstm = _lstm_output(fusion_bundle / PERFUSION_PART, case, mask)
-        row["perfusion LSTM output"] = lstm
-        for with_dsc in (True, False):
-            scores = component_scores({"decision_value": row[f"{FUSION_DLR} decision"]},
-                                      {"network_output": lstm} if with_dsc and lstm is not None else None, case.age)
-            answer = fused_answer(stackers, record, scores, [])
-            row[f"{answer['stacker']} probability"] = answer["idh_mutant_probability"]
+        if mask is not None:
+            row["whole_tumour_dice"] = round(region_metrics(sitk.GetArrayFromImage(labels_on_grid(mask, reference)),
+                                                            sitk.GetArrayFromImage(reference))["whole_tumour"]["dice"], 4)
+            try:
+                row.update(_answers_inside(mask, case, images, fusion_bundle, fusion, dlr_bundles))
+            except InputError as refusal:
+                if source == REFERENCE:  # a labelled cohort's own mask that cannot be read is the cohort's fault
+                    raise
+                row["quality"] = f"refused: {refusal}"  # e.g. the CNN found no tumour: predict refuses too
         rows.append(row)
     return rows
+
+
+def _answers_inside(mask: sitk.Image, case: CohortCase, images: Case, fusion_bundle: Path,
+                    fusion: tuple[dict[str, Stacker], dict], dlr_bundles: list[DlrBundleUnderTest]) -> dict[str, object]:
+    """Every bundle's decision and probability for ``case`` inside ``mask``; raises InputError where
+    the deployed tool would refuse (an empty mask)."""
+    stackers, record = fusion
+    answers: dict[str, object] = {}
+    descriptors: dict[tuple[str, str], np.ndarray] = {}
+    for bundle in dlr_bundles:
+        if bundle.descriptor_key not in descriptors:
+            descriptors[bundle.descriptor_key] = _descriptors(bundle, images, mask)
+        prediction = bundle.model.predict(descriptors[bundle.descriptor_key])
+        answers[f"{bundle.name} decision"], answers[f"{bundle.name} probability"] = prediction.decision, prediction.probability
+    lstm = _lstm_output(fusion_bundle / PERFUSION_PART, case, mask)
+    answers["perfusion LSTM output"] = lstm
+    for with_dsc in (True, False):
+        scores = component_scores({"decision_value": answers[f"{FUSION_DLR} decision"]},
+                                  {"network_output": lstm} if with_dsc and lstm is not None else None, case.age)
+        answer = fused_answer(stackers, record, scores, [])
+        answers[f"{answer['stacker']} probability"] = answer["idh_mutant_probability"]
+    return answers
 
 
 

@@ -3,6 +3,7 @@ draws (thousands of simulated patients in a second) and one small end-to-end coh
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -231,7 +232,11 @@ def test_deployment_mode_validation_on_reference_and_cnn_masks(perfusion_cohort:
     assert main(["validate-deployment", str(cohort), "--out", str(out), "--fusion-model", str(bundle),
                  "--dlr-model", str(dlr_bundle), "--record"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["patients"] == 4 and report["mutant"] == 2 and report["labels"] == "simulated (digital phantom)"
+    # The 2-D CNN finds no tumour in PHANTOM-007 (mutant; 0.16 mL of its 3.6 mL before the phantom's
+    # rims gained non-enhancing tumour beyond them, none now): predict refuses an empty mask, and so
+    # does the validation, which says so and leaves the case out of both columns.
+    assert report["refused_on_cnn_masks"] == ["PHANTOM-007"]
+    assert report["patients"] == 3 and report["mutant"] == 1 and report["labels"] == "simulated (digital phantom)"
     models = report["models"]
     assert set(models) == {"DLR (fusion's own)", "DLR (dlr)", "Fusion: DLR + perfusion + age", "Fusion: DLR + age (no DSC)"}
     for entry in models.values():
@@ -240,6 +245,10 @@ def test_deployment_mode_validation_on_reference_and_cnn_masks(perfusion_cohort:
     assert set(models["Fusion: DLR + perfusion + age"]["CNN"]["coverage"]) == {"overall", "mutant", "wildtype"}
     rows = (out / "per_case.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4 and len(list(out.glob("cnn-masks-*/*_seg.nii.gz"))) == 4
+    with open(out / "per_case.csv", newline="", encoding="utf-8") as handle:
+        quality = {(r["case_id"], r["masks"]): r["quality"] for r in csv.DictReader(handle)}
+    assert quality[("PHANTOM-007", "reference")] == "pass" and quality[("PHANTOM-007", "CNN")].startswith("refused:")
+    assert "refused by quality control on the CNN path: PHANTOM-007" in (out / "table.md").read_text()
     # the reference rows score the reference mask itself (Dice 1); the CNN's mask is a different one
     dice = {row.split(",")[3]: float(row.split(",")[5]) for row in rows[1:3]}
     assert dice["reference"] == 1.0 and dice["CNN"] < 1.0
@@ -257,8 +266,8 @@ def test_deployment_mode_validation_on_reference_and_cnn_masks(perfusion_cohort:
     # no _seg: DLR and the DSC analysis both work inside the CNN's mask, as validated
     assert answer["inputs_used"] == ["DLR", "perfusion LSTM", "age"] and answer["mask"].startswith("segmented by")
     assert answer["deployment_validation"]["CNN"]["masks"] == "CNN (segmentation-flair-t1ce)"
-    assert "CNN (segmentation-flair-t1ce) masks, 4 held-out" in describe_fusion(answer)
+    assert "CNN (segmentation-flair-t1ce) masks, 3 held-out" in describe_fusion(answer)
     dlr_record = json.loads((dlr_bundle / "model.json").read_text())["metrics"]
     assert {"held_out_simulated_reference_masks", "held_out_simulated_cnn_masks"} <= set(dlr_record)
     shown = describe_prediction({**result["dlr"], "model_metrics": dlr_record})["validation"]
-    assert "the cohort's reference masks" in shown and "on CNN (segmentation-flair-t1ce) masks, 4 held-out" in shown
+    assert "the cohort's reference masks" in shown and "on CNN (segmentation-flair-t1ce) masks, 3 held-out" in shown
