@@ -232,9 +232,9 @@ def test_deployment_mode_validation_on_reference_and_cnn_masks(perfusion_cohort:
     assert main(["validate-deployment", str(cohort), "--out", str(out), "--fusion-model", str(bundle),
                  "--dlr-model", str(dlr_bundle), "--record"]) == 0
     report = json.loads((out / "report.json").read_text())
-    # The 2-D CNN finds no tumour in PHANTOM-007 (mutant; 0.16 mL of its 3.6 mL before the phantom's
-    # rims gained non-enhancing tumour beyond them, none now): predict refuses an empty mask, and so
-    # does the validation, which says so and leaves the case out of both columns.
+    # The 2-D CNN finds no tumour in PHANTOM-007 (mutant; 0.16 mL of its 48 mL before the phantom's
+    # rims gained non-enhancing tumour beyond them, none of its 58 mL now): predict refuses an empty
+    # mask, and so does the validation, which says so and leaves the case out of both columns.
     assert report["refused_on_cnn_masks"] == ["PHANTOM-007"]
     assert report["patients"] == 3 and report["mutant"] == 1 and report["labels"] == "simulated (digital phantom)"
     models = report["models"]
