@@ -716,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--thin-rims", 0.0, "segresnet", "enhancing rims thinned to 1-3 voxels, their inside becoming core (the "
                                           "phantom's rims are thicker than real ones)"),
         ("--non-enhancing-band", 0.0, "segresnet", "non-enhancing tumour beyond the enhancing rim (oedema-like, "
-                                                   "darker on T1c), which the phantom lacks"),
+                                                   "darker on T1c), beyond what the phantom has"),
     )
     for flag, default, networks, what in randomisation_shares:
         train.add_argument(flag, type=share, default=default, metavar="SHARE",

@@ -151,7 +151,6 @@ def _answers_inside(mask: sitk.Image, case: CohortCase, images: Case, fusion_bun
     return answers
 
 
-
 def _results(rows: list[dict], stackers: dict[str, Stacker], models: list[str], seed: int) -> tuple[list[EvaluationResult], dict]:
     """Metrics of every model on each mask source, over the cases answered on both; DeLong of CNN
     against reference masks, paired; fused coverage of the bundle's prediction sets."""

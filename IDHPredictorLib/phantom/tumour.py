@@ -125,7 +125,8 @@ def make_tumour(rng: np.random.Generator, anatomy: Anatomy, traits: PatientTrait
 
 # Non-enhancing tumour beyond the enhancing rim. In the real enhancing cases 28-86 % of the core's
 # outer surface is non-enhancing (BRATS2013-5 and -6, expert labels; TCGA-FG-6692, fused labels),
-# in phantoms whose rim closed the core 0-13 % (README, "Non-enhancing tumour beyond the rim").
+# in the ring tumours of the phantom before this, median 7 % (0-33 %; README, "Non-enhancing
+# tumour beyond the rim in the phantom").
 BEYOND_RIM_SHARE = 0.8               # share of enhancing tumours that have it
 BEYOND_RIM_DEPTH = (0.1, 0.5)        # how far it reaches, in units of the core's radius
 BEYOND_RIM_COVER_CUT = (-0.3, 0.8)   # noise cut: about 60 % to 20 % of the core's surroundings

@@ -142,8 +142,9 @@ def thin_enhancing_rims(x: torch.Tensor, tissue: torch.Tensor, probability: floa
     return x + shift * inner.unsqueeze(1).float(), torch.where(inner, torch.ones_like(tissue), tissue)
 
 
-# Non-enhancing tumour beyond the enhancing rim. The phantom's enhancing ring is its core's outer
-# shell, so a network learns that core stops where enhancement stops; in real glioblastoma
+# Non-enhancing tumour beyond the enhancing rim. In the phantom it lies beyond the rim of most
+# enhancing tumours (phantom/tumour.py); this adds more of it, with other shapes and contrasts,
+# so that a network does not learn that core stops where enhancement stops. In real glioblastoma
 # non-enhancing tumour also lies beside and around the enhancing part, and looks like oedema but
 # darker on T1-weighted images: in the real cases' reference labels the necrotic/non-enhancing
 # class's median lies 0.1-1.7 brain sd below the oedema's on T1c and -2.5 to +0.8 from it on
