@@ -159,6 +159,10 @@ def _results(rows: list[dict], stackers: dict[str, Stacker], models: list[str], 
         by_case.setdefault(row["case_id"], {})[row["masks"]] = row
     answered = [c for c, pair in by_case.items() if all(f"{models[0]} probability" in pair.get(s, {}) for s in MASK_SOURCES)]
     refused = sorted(set(by_case) - set(answered))
+    if len({by_case[c][REFERENCE]["idh_mutant"] for c in answered}) < 2:  # no AUC, no DeLong
+        raise InputError(None, f"{len(answered)} patients answered on both mask sources, not both genotypes among them "
+                         f"(refused on the CNN path: {', '.join(refused) or 'none'})",
+                         "Validate on a held-out cohort with IDH-mutant and wildtype patients whose tumours the CNN finds")
     results, summary = [], {}
     for model in models:
         y = np.array([by_case[c][REFERENCE]["idh_mutant"] for c in answered])

@@ -271,3 +271,15 @@ def test_deployment_mode_validation_on_reference_and_cnn_masks(perfusion_cohort:
     assert {"held_out_simulated_reference_masks", "held_out_simulated_cnn_masks"} <= set(dlr_record)
     shown = describe_prediction({**result["dlr"], "model_metrics": dlr_record})["validation"]
     assert "the cohort's reference masks" in shown and "on CNN (segmentation-flair-t1ce) masks, 3 held-out" in shown
+
+
+def test_deployment_validation_says_so_when_refusals_leave_one_genotype() -> None:
+    from IDHPredictorLib.errors import InputError
+    from IDHPredictorLib.fusion.deployment import CNN, REFERENCE, _results
+
+    rows = [{"case_id": "A", "idh_mutant": 1, "masks": REFERENCE, "m probability": 0.7},
+            {"case_id": "A", "idh_mutant": 1, "masks": CNN, "quality": "refused: no tumour"},
+            {"case_id": "B", "idh_mutant": 0, "masks": REFERENCE, "m probability": 0.2},
+            {"case_id": "B", "idh_mutant": 0, "masks": CNN, "m probability": 0.3}]
+    with pytest.raises(InputError, match=r"refused on the CNN path: A"):
+        _results(rows, {}, ["m"], seed=0)
