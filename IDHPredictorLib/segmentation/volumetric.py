@@ -39,7 +39,7 @@ from .augment import (
 )
 from .checks import input_statistics, intensity_quantiles
 from .data import NetworkInput, network_input, tissue_map
-from .inference import choose_device, mixed_precision
+from .inference import choose_device, mixed_precision, native_bfloat16
 from .network import CLASS_TO_LABEL
 
 REGIONS = ("whole tumour", "tumour core", "enhancing")
@@ -85,7 +85,31 @@ class VolumetricOptions:
     max_minutes: float | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # "auto": bfloat16 autocast where the device computes it natively, else "float32"
     initial_bundle: str | None = None  # fine-tune: start from this 3-D bundle's weights (its width is kept)
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+# A step whose loss or gradient is not finite is skipped, as PyTorch's GradScaler does in float16
+# (oneDNN's bfloat16 convolution backward gave occasional NaN weight gradients on 2-voxel feature
+# maps, with 16-voxel crops); this many in a row means the run has diverged and it stops.
+MAX_SKIPPED_IN_A_ROW = 10
+
+
+def _finite_gradients(loss: torch.Tensor, network: torch.nn.Module) -> bool:
+    """Whether ``loss`` and every parameter gradient after its backward pass are finite."""
+    peaks = [parameter.grad.abs().max() for parameter in network.parameters() if parameter.grad is not None]
+    return bool(torch.isfinite(loss)) and bool(torch.isfinite(torch.stack(peaks)).all())
+
+
+def training_precision(choice: str, device: torch.device) -> str:
+    """``choice`` of ``PRECISIONS`` -> "float32" or "bfloat16"; "auto" takes bfloat16 autocast where
+    ``device`` computes it natively (``inference.native_bfloat16``)."""
+    if choice not in PRECISIONS:
+        raise ValueError(f"precision {choice!r}: choose one of {', '.join(PRECISIONS)}")
+    if choice == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return choice
 
 
 def build_network(architecture: VolumetricArchitecture) -> torch.nn.Module:
@@ -339,7 +363,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
                      progress: Callable[[str], None] | None = None) -> dict:
     """Train on the labelled case folders of ``cohort_dir`` and write the final network as a
     bundle; the last ``validation_cases`` (seeded order, as the 2-D trainer) give validation Dice.
-    AdamW with a warm-up and cosine decay over ``steps``; bfloat16 autocast on CUDA. With
+    AdamW with a warm-up and cosine decay over ``steps``; bfloat16 autocast where the device computes
+    it natively (``precision`` "auto": CUDA, or a CPU with AVX-512 BF16 / AMX). With
     ``max_minutes`` (counted from the start, loading included) the first 100 steps are timed and
     the schedule is shortened to what fits, so that the decay completes; the run still stops at
     that wall time."""
@@ -386,28 +411,40 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     history, losses = [], []
     log_every = max(1, min(100, options.steps // 10))
     deadline = None if options.max_minutes is None else started + 60 * options.max_minutes
+    bfloat16 = training_precision(options.precision, device) == "bfloat16"
+    precision_name = "bfloat16 autocast" if bfloat16 else "float32"
+    if progress is not None:
+        progress(f"training in {precision_name} on {device}")
     network.train()
-    step = 0
+    step = skipped = skipped_in_a_row = 0
     while step < planned:
         images, tissue = _sample_crops(cases, rng, options)
         images, tissue = randomise_volume(images, tissue, generator, appearance, bright_structures,
                                          options.thin_rims, non_enhancing)
         targets = region_targets(tissue)
-        with mixed_precision(device):
+        with mixed_precision(device, bfloat16):
             logits = network(images)
         logits = logits.float()
         loss = dice_loss(logits, targets) + F.binary_cross_entropy_with_logits(logits, targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        if _finite_gradients(loss, network):
+            optimiser.step()
+            losses.append(loss.item())
+            skipped_in_a_row = 0
+        else:
+            skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
+            if skipped_in_a_row == MAX_SKIPPED_IN_A_ROW:
+                raise RuntimeError(f"training diverged: {MAX_SKIPPED_IN_A_ROW} steps in a row up to step {step + 1} "
+                                   f"gave a non-finite loss or gradient ({precision_name}); nothing was written. "
+                                   "Try --precision float32 or a lower --learning-rate")
         scheduler.step()
-        losses.append(loss.item())
         if (step + 1) % log_every == 0:
-            history.append({"step": step + 1, "loss": float(np.mean(losses[-log_every:])),
-                            "seconds": round(time.perf_counter() - started, 1)})
+            history.append({"step": step + 1, "loss": float(np.mean(losses[-log_every:])) if losses else None,
+                            "seconds": round(time.perf_counter() - started, 1), "skipped_steps": skipped})
             if progress is not None:
-                progress(f"step {step + 1}/{planned} loss {history[-1]['loss']:.3f} "
-                         f"({history[-1]['seconds']:.0f} s)")
+                progress(f"step {step + 1}/{planned} loss {history[-1]['loss'] or float('nan'):.3f} "
+                         f"({history[-1]['seconds']:.0f} s" + (f", {skipped} skipped)" if skipped else ")"))
         step += 1
         if deadline is not None and step == 50:
             timed = time.perf_counter()
@@ -421,7 +458,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
             break
     dice = validation_dice(network, validation_inputs) if validation_inputs else {}
     if progress is not None:
-        progress(f"trained {step} steps; validation Dice " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+        progress(f"trained {step} steps ({skipped} skipped: non-finite); validation Dice "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
     metadata = {
         "description": "3-D SegResNet (MONAI; Myronenko 2018), region-based (WT, TC, ET sigmoids), sliding window",
         "trained_on": "SIMULATED patients (IDHPredictor digital phantom), not real MRI",
@@ -430,7 +468,9 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
         "training": {"cohort": cohort_record(cohort_dir), "cases": len(cases),
                      "validation_cases": [str(Path(f).name) for f in sorted(held_out)],
                      "options": {**asdict(options), "modalities": list(options.modalities)},
-                     "steps_done": step, "device": str(device), "history": history},
+                     "steps_done": step, "device": str(device),
+                     "precision": precision_name, "skipped_steps": skipped,
+                     "history": history},
         "input_statistics": input_statistics(quantiles, options.modalities, f"training cases of {cohort_dir}"),
         "metrics": {"validation_simulated": {"dice": dice, "cases": len(validation_inputs),
                                             "note": "held out from training; the final network, no epoch chosen"}},

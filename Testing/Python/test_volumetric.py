@@ -35,6 +35,7 @@ from IDHPredictorLib.segmentation.volumetric import (
     region_targets,
     regions_to_labels,
     train_volumetric,
+    training_precision,
 )
 
 
@@ -173,10 +174,12 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
     chosen = sorted(table, key=lambda row: abs(float(row["whole_radius_mm"]) - 25.0))[:2]
     for row in chosen:
         (cohort / row["case_id"]).symlink_to(small_cohort / row["case_id"])
-    options = VolumetricOptions(init_filters=8, crop=16, batch_size=2, steps=10, validation_cases=1, device="cpu")
+    options = VolumetricOptions(init_filters=8, crop=16, batch_size=2, steps=10, validation_cases=1, device="cpu",
+                                precision="float32")
     record = train_volumetric(cohort, tmp_path / "bundle", options)
     training = record["training"]
     assert training["steps_done"] == 10 and training["cases"] == 1 and len(training["history"]) == 10
+    assert training["precision"] == "float32" and training["skipped_steps"] == 0
     assert set(record["metrics"]["validation_simulated"]["dice"]) == {"whole_tumour", "tumour_core", "enhancing"}
     saved = json.loads((tmp_path / "bundle" / "model.json").read_text(encoding="utf-8"))
     assert saved["architecture"]["type"] == "segresnet" and saved["modalities"] == ["flair", "t1ce"]
@@ -194,9 +197,11 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
 
     # fine-tuning starts from the bundle's weights (a zero learning rate keeps them exactly), keeps
     # its width and takes the new crop as its sliding window; a 2-D bundle is refused by name
-    tuned = replace(options, init_filters=16, crop=32, steps=2, learning_rate=0.0, initial_bundle=str(tmp_path / "bundle"))
+    tuned = replace(options, init_filters=16, crop=32, steps=2, learning_rate=0.0, initial_bundle=str(tmp_path / "bundle"),
+                    precision="bfloat16")
     train_volumetric(cohort, tmp_path / "tuned", tuned)
     retuned = load_model(tmp_path / "tuned")
+    assert retuned.record["training"]["precision"] == "bfloat16 autocast"
     assert retuned.record["architecture"]["init_filters"] == 8 and retuned.record["architecture"]["crop"] == 32
     assert all(torch.equal(a, b) for a, b in zip(model.network.state_dict().values(),
                                                  retuned.network.state_dict().values()))
@@ -217,6 +222,30 @@ def test_the_3d_trainer_writes_a_bundle_that_segments_a_case_on_its_own_grid(sma
     rechosen = load_model(tmp_path / "bundle")
     assert rechosen.network.architecture.inference_window == chosen["window"]
     assert rechosen.record["inference"]["window_choice"]["chosen_on"]["phantom"]["options"]["seed"] == 11
+
+
+def test_training_precision_takes_bfloat16_only_where_the_device_computes_it_natively() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    native_cpu = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert training_precision("auto", cpu) == ("bfloat16" if native_cpu else "float32")
+    assert training_precision("auto", cuda) == "bfloat16"
+    assert training_precision("float32", cuda) == "float32" and training_precision("bfloat16", cpu) == "bfloat16"
+    with pytest.raises(ValueError, match="choose one of auto, float32, bfloat16"):
+        training_precision("float16", cpu)
+
+
+def test_the_3d_trainer_skips_non_finite_steps_and_stops_when_they_persist(small_cohort: Path, tmp_path: Path) -> None:
+    """A learning rate of 1e12 sends the weights to infinity after the first step: every later
+    step is skipped, and the tenth in a row stops the run before anything is written."""
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for source in case_folders(small_cohort)[1:3]:
+        (cohort / source.name).symlink_to(source)
+    options = VolumetricOptions(init_filters=8, crop=16, batch_size=1, steps=30, validation_cases=1, device="cpu",
+                                precision="float32", learning_rate=1e12)
+    with pytest.raises(RuntimeError, match="10 steps in a row up to step 1[1-9] gave a non-finite loss or gradient"):
+        train_volumetric(cohort, tmp_path / "bundle", options)
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_the_3d_trainer_refuses_mixed_or_anisotropic_voxel_sizes(small_cohort: Path, full_cohort: Path,
