@@ -41,7 +41,8 @@ def choose_device(preference: str = "auto") -> torch.device:
 
 def mixed_precision(device: torch.device, enabled: bool | None = None) -> torch.autocast:
     """bfloat16 autocast (inference, and the 3-D network's training): by default on CUDA only, where
-    it is the fast path; the tests switch it on for CPU to check the labels stay close to float32."""
+    it is the fast path; the 3-D trainer also switches it on for CPUs that compute it natively
+    (``native_bfloat16``), and the tests for CPU inference to check the labels stay close to float32."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if enabled is None else enabled)
 
 

@@ -373,6 +373,8 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
 
     torch.manual_seed(options.seed)
     device = choose_device(options.device)
+    bfloat16 = training_precision(options.precision, device) == "bfloat16"  # a bad choice fails before loading
+    precision_name = "bfloat16 autocast" if bfloat16 else "float32"
     architecture, network = _initial_network(options)  # before loading: a missing MONAI is reported at once
     network.to(device)
     from monai.losses import DiceLoss
@@ -411,8 +413,6 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
     history, losses = [], []
     log_every = max(1, min(100, options.steps // 10))
     deadline = None if options.max_minutes is None else started + 60 * options.max_minutes
-    bfloat16 = training_precision(options.precision, device) == "bfloat16"
-    precision_name = "bfloat16 autocast" if bfloat16 else "float32"
     if progress is not None:
         progress(f"training in {precision_name} on {device}")
     network.train()
@@ -440,10 +440,11 @@ def train_volumetric(cohort_dir: str | Path, out_bundle: str | Path, options: Vo
                                    "Try --precision float32 or a lower --learning-rate")
         scheduler.step()
         if (step + 1) % log_every == 0:
-            history.append({"step": step + 1, "loss": float(np.mean(losses[-log_every:])) if losses else None,
+            mean_loss = float(np.mean(losses[-log_every:])) if losses else None
+            history.append({"step": step + 1, "loss": mean_loss,
                             "seconds": round(time.perf_counter() - started, 1), "skipped_steps": skipped})
             if progress is not None:
-                progress(f"step {step + 1}/{planned} loss {history[-1]['loss'] or float('nan'):.3f} "
+                progress(f"step {step + 1}/{planned} loss {float('nan') if mean_loss is None else mean_loss:.3f} "
                          f"({history[-1]['seconds']:.0f} s" + (f", {skipped} skipped)" if skipped else ")"))
         step += 1
         if deadline is not None and step == 50:
